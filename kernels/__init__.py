@@ -1,0 +1,1 @@
+"""Scoring kernels (NumPy reference, Numba CPU, Numba CUDA); installed as `stream_monitor.kernels`."""

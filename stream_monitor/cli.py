@@ -1,0 +1,68 @@
+"""The `stream-monitor` command: thin sub-commands over the library.
+
+Each sub-command lives in its own module as an `add_arguments(parser)` / `run(args) -> int` pair, so
+this file only wires them. Errors that stream-monitor raises on purpose become one clear line and a
+non-zero exit status, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import StreamMonitorError
+
+# name → (module, one-line help). Modules are imported only when their command runs, so that
+# `stream-monitor --help` stays fast and a missing optional dependency breaks only its own command.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "inspect": ("stream_monitor.commands.inspect", "show what a detector artifact holds"),
+}
+
+EPILOG = """examples:
+  stream-monitor inspect stream_monitor/assets/nero_default.npz
+  stream-monitor COMMAND --help
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stream-monitor",
+        description="Real-time out-of-distribution monitor for endoscopy video (NERO).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"stream-monitor {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(
+            name,
+            help=help_text,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except StreamMonitorError as exc:
+        print(f"stream-monitor {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"stream-monitor {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

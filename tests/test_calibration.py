@@ -1,0 +1,27 @@
+import numpy as np
+import pytest
+
+from stream_monitor.calibration import Calibration, calibrate_threshold
+from stream_monitor.errors import InputError
+from stream_monitor.metrics import fpr_at_tpr_id_accepted
+
+
+def test_threshold_is_the_papers_fpr95_threshold():
+    """At the calibrated threshold the alert's false-negative rate on OOD equals the reported FPR95."""
+    rng = np.random.default_rng(0)
+    id_scores, ood = rng.normal(size=137), rng.normal(1, size=90)
+    cal = calibrate_threshold(id_scores, 0.95)
+    assert np.mean(ood <= cal.threshold) == fpr_at_tpr_id_accepted(id_scores, ood)
+    assert cal.achieved_tpr >= 0.95 and cal.n_validation == 137
+    assert cal.quantiles["0.5"] == pytest.approx(np.median(id_scores))
+    assert Calibration.from_dict(cal.to_dict()) == cal
+
+
+def test_too_few_scores_warn_and_bad_input_fails():
+    with pytest.warns(UserWarning, match="too few"):
+        assert calibrate_threshold(np.arange(5.0)).threshold == 4.0
+    for bad in (np.array([]), np.array([np.nan, 1.0]), np.ones((2, 2))):
+        with pytest.raises(InputError):
+            calibrate_threshold(bad)
+    with pytest.raises(InputError, match="target_tpr"):
+        calibrate_threshold(np.arange(100.0), 1.0)
