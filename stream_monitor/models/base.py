@@ -12,6 +12,8 @@ it with torch-tensorrt together with the NERO head.
 
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -19,7 +21,7 @@ from torch import Tensor, nn
 __all__ = ["ClassifierAdapter"]
 
 
-class ClassifierAdapter(nn.Module):
+class ClassifierAdapter(nn.Module, abc.ABC):
     """A classifier seen as `backbone → pooled feature (B, D) → linear head → logits (B, C)`.
 
     Subclasses set `arch`, `feature_dim`, `num_classes`, hold the wrapped model as `self.backbone`
@@ -39,6 +41,7 @@ class ClassifierAdapter(nn.Module):
         self.feature_dim = feature_dim
         self.num_classes = num_classes
 
+    @abc.abstractmethod
     def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Pooled feature and last feature map.
 
@@ -49,12 +52,11 @@ class ClassifierAdapter(nn.Module):
             features (B, D) float32 — exactly what the head consumes;
             feature_map (B, D, h, w) float32 for CNNs (features = its spatial mean), None for ViTs.
         """
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def head(self) -> nn.Linear:
         """The classifier head: weight (C, D), bias (C,)."""
-        raise NotImplementedError
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Logits (B, C), features (B, D) and feature map (B, D, h, w) or None, all float32."""
