@@ -34,6 +34,8 @@ class NeroConfig:
     lambda_space: where λ's numerator is measured: "raw" (D+1 relevance, reference) or "pca" (the space
         the distance is measured in).
     use_distance, use_bias, use_rho: the three score terms, switchable for ablation.
+    use_residual: multiply by the relevance residual — the share of a frame's centred relevance outside the
+        PCA subspace of the training relevances (not in the paper; see docs/results/dev-benchmark).
     seed: seed of the k-means initialisation (only used when centroids_per_class > 1).
     """
 
@@ -49,6 +51,7 @@ class NeroConfig:
     use_distance: bool = True
     use_bias: bool = True
     use_rho: bool = True
+    use_residual: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -72,8 +75,10 @@ class NeroConfig:
             raise InputError(f"centroids_per_class must be ≥ 1, got {self.centroids_per_class}")
         if self.lambda_space not in LAMBDA_SPACES:
             raise InputError(f"lambda_space must be one of {LAMBDA_SPACES}, got {self.lambda_space!r}")
-        if not (self.use_distance or self.use_bias):
-            raise InputError("at least one of use_distance and use_bias must be on: the score would be 0")
+        if not (self.use_distance or self.use_bias or self.use_residual):
+            raise InputError("at least one of use_distance, use_bias and use_residual must be on: the score would be constant")
+        if self.use_residual and self.mode == "parity":
+            raise InputError("use_residual is not part of the reference method; use mode='robust'")
 
     @classmethod
     def preset(cls, mode: str, **overrides: Any) -> "NeroConfig":

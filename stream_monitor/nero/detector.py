@@ -27,8 +27,9 @@ _ARRAYS = ("weight", "bias", "pca_mean", "pca_components", "centroids", "centroi
 class NeroParts:
     """A batch's score and everything it was made of; arrays have N rows.
 
-    score (N,) = (distance + bias_term) · rho with disabled terms left out; distance (N,) L1 to the
-    nearest centroid in PCA space; bias_term (N,) = λ·|bias relevance|; rho (N,); relevance (N, D)
+    score (N,) = (distance + bias_term) · rho [· residual] with disabled terms left out; distance (N,) L1
+    to the nearest centroid in PCA space; bias_term (N,) = λ·|bias relevance|; rho (N,); residual (N,)
+    share of the centred relevance outside the PCA subspace (always computed); relevance (N, D)
     neuron relevances; bias_relevance (N,); nearest_class (N,) class of the nearest centroid;
     logits (N, C); probs (N, C); stabilized: logits the ε rule moved in this batch.
     """
@@ -37,6 +38,7 @@ class NeroParts:
     distance: np.ndarray
     bias_term: np.ndarray
     rho: np.ndarray
+    residual: np.ndarray
     relevance: np.ndarray
     bias_relevance: np.ndarray
     nearest_class: np.ndarray
@@ -168,24 +170,41 @@ class NeroDetector:
     def num_classes(self) -> int:
         return int(self._fitted()["weight"].shape[0])
 
+    def fitted_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted state as read-only float64 views, for engines that compile the math elsewhere.
+
+        weight (C, D), bias (C,), pca_mean (D,), pca_components (P, D), centroids (K, P),
+        centroid_labels (K,) int, raw_class_means (C, D+1). λ, k and the config are `lambda_`, `k_`, `config`.
+        """
+        views = {}
+        for name, array in self._fitted().items():
+            view = array.view()
+            view.flags.writeable = False
+            views[name] = view
+        return views
+
     def score_parts(self, features: np.ndarray) -> NeroParts:
         """Score (N, D) features and return every part of the score (see `NeroParts`)."""
         state = self._fitted()
         features = _check_features(features, state["weight"].shape[1], "features")
         cfg = self.config
         rel = F.head_relevance(features, state["weight"], state["bias"], cfg.stabilizer, cfg.epsilon)
-        projected = F.pca_transform(rel.neurons, F.PCA(state["pca_mean"], state["pca_components"], np.empty(0)))
+        pca = F.PCA(state["pca_mean"], state["pca_components"], np.empty(0))
+        projected = F.pca_transform(rel.neurons, pca)
         distances = F.l1_distances(projected, state["centroids"])
         nearest = distances.argmin(axis=1)
         distance = distances[np.arange(len(nearest)), nearest]
         bias_term = self.lambda_ * np.abs(rel.bias)
         rho = F.low_relevance_norm_ratio(features, rel.neurons, self.k_)
-        score = F.fuse_score(distance, bias_term, rho, cfg.use_distance, cfg.use_bias, cfg.use_rho)
+        residual = F.residual_ratio(rel.neurons, pca)
+        score = F.fuse_score(distance, bias_term, rho, cfg.use_distance, cfg.use_bias, cfg.use_rho,
+                             residual if cfg.use_residual else None)
         return NeroParts(
             score=score,
             distance=distance,
             bias_term=bias_term,
             rho=rho,
+            residual=residual,
             relevance=rel.neurons,
             bias_relevance=rel.bias,
             nearest_class=state["centroid_labels"][nearest],

@@ -132,6 +132,19 @@ def pca_transform(samples: np.ndarray, pca: PCA) -> np.ndarray:
     return (samples - pca.mean) @ pca.components.T
 
 
+def residual_ratio(samples: np.ndarray, pca: PCA) -> np.ndarray:
+    """Share of each sample's centred norm that lies outside the PCA subspace: ‖x̃ − VᵀV x̃‖₂ / ‖x̃‖₂.
+
+    A relevance pattern the training frames never produced has most of its energy in directions they
+    do not span. samples (N, D) → (N,) in [0, 1]; a sample at the mean gets 0.
+    """
+    centred = samples - pca.mean
+    inside = (centred @ pca.components.T) @ pca.components
+    total = np.linalg.norm(centred, axis=1)
+    outside = np.linalg.norm(centred - inside, axis=1)
+    return np.divide(outside, total, out=np.zeros_like(total), where=total > 0)
+
+
 def class_means(samples: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
     """Mean of the samples of each class → `(C, D)`; every class must have at least one sample."""
     counts = np.bincount(labels, minlength=n_classes)
@@ -198,11 +211,21 @@ def fuse_score(
     use_distance: bool = True,
     use_bias: bool = True,
     use_rho: bool = True,
+    residual: np.ndarray | None = None,
 ) -> np.ndarray:
-    """NERO(x) = (d(x) + λ·|R_bias(x)|) · ρ(x), each term switchable for ablations (NERO.md §6)."""
-    total = np.zeros_like(distance)
-    if use_distance:
-        total = total + distance
-    if use_bias:
-        total = total + bias_term
-    return total * rho if use_rho else total
+    """NERO(x) = (d(x) + λ·|R_bias(x)|) · ρ(x), each term switchable for ablations (NERO.md §6).
+
+    With `residual` (robust mode's optional relevance-residual term) the result is multiplied by it;
+    when both distance and bias are off the residual alone is the score.
+    """
+    if use_distance or use_bias:
+        total = np.zeros_like(distance)
+        if use_distance:
+            total = total + distance
+        if use_bias:
+            total = total + bias_term
+    else:
+        total = np.ones_like(distance)
+    if use_rho:
+        total = total * rho
+    return total * residual if residual is not None else total

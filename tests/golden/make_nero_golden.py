@@ -16,6 +16,7 @@ CONFIGS = {
     "parity": dict(mode="parity", k=20),
     "robust": dict(mode="robust"),
     "robust_kmeans3_pca_lambda": dict(mode="robust", centroids_per_class=3, lambda_space="pca"),
+    "robust_residual_pca20": dict(mode="robust", use_residual=True, pca_components=20),
 }
 
 

@@ -29,12 +29,12 @@ def rho_one(a, R_neurons, k):
     return np.abs(a[idx]).sum() / np.abs(a).sum()
 
 
-def fit_reference(A, y, W, b, k=K_REFERENCE):
+def fit_reference(A, y, W, b, k=K_REFERENCE, n_components=None):
     N, D = A.shape
     C = W.shape[0]
     R = np.array([relevance_one(a, W, b) for a in A])
     neurons = R[:, :D]
-    n_comp = math.floor(2 * D / 3)
+    n_comp = math.floor(2 * D / 3) if n_components is None else n_components
     mean = neurons.mean(axis=0)
     _, _, vt = np.linalg.svd(neurons - mean, full_matrices=False)
     comps = vt[:n_comp]

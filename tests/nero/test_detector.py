@@ -25,6 +25,7 @@ def ood_features(n_features, n=100, seed=5):
         {"mode": "robust", "centroids_per_class": 3},
         {"mode": "robust", "lambda_space": "pca"},
         {"mode": "robust", "stabilizer": "clamp", "epsilon": 1e-3},
+        {"mode": "robust", "use_residual": True, "pca_components": 20},
     ],
 )
 def test_separable_toy_data_gives_auroc_at_least_095(problem, options):
@@ -46,6 +47,7 @@ def test_each_term_can_be_switched_off(problem):
         np.testing.assert_allclose(ablated.score(features[:10]), expected, rtol=1e-12)
     with pytest.raises(InputError, match="at least one"):
         NeroDetector("robust", use_distance=False, use_bias=False)
+    np.testing.assert_array_equal(full.residual.shape, (10,))
 
 
 def test_robust_k_scales_with_feature_width(problem):
@@ -152,3 +154,15 @@ def test_calibrated_threshold_flags_the_expected_share_of_id(problem):
     flagged = det.predict(features[200:]).mean()
     assert flagged <= 0.05 and cal.achieved_tpr >= 0.95 and cal.n_validation == 100
     assert det.predict(ood_features(64)).mean() > 0.9
+
+
+def test_residual_term_multiplies_the_score_and_is_robust_only(problem):
+    features, labels, weight, bias, _ = problem
+    base = NeroDetector("robust", pca_components=10).fit(features, labels, weight, bias).score_parts(features[:10])
+    with_residual = NeroDetector("robust", pca_components=10, use_residual=True).fit(features, labels, weight, bias)
+    np.testing.assert_allclose(with_residual.score(features[:10]), base.score * base.residual, rtol=1e-12)
+    alone = NeroDetector("robust", pca_components=10, use_residual=True, use_distance=False, use_bias=False, use_rho=False)
+    np.testing.assert_allclose(alone.fit(features, labels, weight, bias).score(features[:10]), base.residual, rtol=1e-12)
+    assert ((base.residual >= 0) & (base.residual <= 1)).all()
+    with pytest.raises(InputError, match="robust"):
+        NeroDetector("parity", use_residual=True)

@@ -100,3 +100,15 @@ def test_fuse_score_switches():
     assert F.fuse_score(d, b, r, use_bias=False)[0] == 1.0
     assert F.fuse_score(d, b, r, use_distance=False)[0] == 0.5
     assert F.fuse_score(d, b, r, use_rho=False)[0] == 3.0
+
+
+def test_residual_ratio_is_zero_inside_the_subspace_and_one_orthogonal_to_it():
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(10, 3)))[0].T  # 3 orthonormal directions in R^10
+    samples = rng.normal(size=(50, 3)) @ basis + 5.0
+    pca = F.fit_pca(samples, 3)
+    inside = rng.normal(size=(4, 3)) @ basis + 5.0
+    np.testing.assert_allclose(F.residual_ratio(inside, pca), 0.0, atol=1e-12)
+    orthogonal = np.linalg.qr(np.c_[basis.T, rng.normal(size=(10, 1))])[0][:, 3]
+    np.testing.assert_allclose(F.residual_ratio(pca.mean + 2 * orthogonal[None, :], pca), 1.0, atol=1e-12)
+    assert F.residual_ratio(pca.mean[None, :], pca)[0] == 0.0
