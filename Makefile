@@ -8,5 +8,7 @@ setup:
 run: setup
 	.venv/bin/stream-monitor eval --dev-benchmark --out results/dev-benchmark
 
-test: setup
+# The test suite, with the Debian packages its integration tests drive (chromium, prometheus).
+test:
+	bash scripts/setup.sh --system
 	.venv/bin/python -m pytest -q

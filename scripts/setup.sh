@@ -2,9 +2,32 @@
 # Create (or update) the project's virtual environment in .venv: CPU is the embedded default.
 # torch/torchvision are pinned to the builds this project is tested with; everything else comes from
 # pyproject.toml. Re-running is cheap: pip skips what is already installed.
+#
+#   scripts/setup.sh             runtime + test dependencies
+#   scripts/setup.sh --system    also the Debian packages the integration tests drive for real
+#                                (chromium for the MJPEG page, prometheus/promtool), when run as root
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+
+
+install_system_packages() {
+  local missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] cannot install ${missing[*]} (needs root and apt-get); the tests that drive them will skip"
+    return 0
+  fi
+  echo "[setup] installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+if [ "${1:-}" = "--system" ]; then
+  install_system_packages
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv

@@ -17,10 +17,19 @@ from .errors import StreamMonitorError
 # name → (module, one-line help). Modules are imported only when their command runs, so that
 # `stream-monitor --help` stays fast and a missing optional dependency breaks only its own command.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("stream_monitor.commands.train", "fine-tune a classifier on the ID classes (paper recipe)"),
+    "fit": ("stream_monitor.commands.fit", "fit a NERO detector on ID features and calibrate its threshold"),
+    "eval": ("stream_monitor.commands.eval", "NERO vs every baseline on ID and OOD sets: reports and plots"),
+    "explain": ("stream_monitor.commands.explain", "why an image scored as it did: parts, neurons, heatmap"),
     "inspect": ("stream_monitor.commands.inspect", "show what a detector artifact holds"),
 }
 
 EPILOG = """examples:
+  stream-monitor run --config configs/monitor.example.yaml
+  stream-monitor validate-config configs/monitor.example.yaml
+  stream-monitor eval --dev-benchmark --out results/dev-benchmark
+  stream-monitor explain ../shared/data/hyperkvasir-lgi/polyp/*.jpg --out results/explain
+  stream-monitor fit --mode parity --out nero_parity.npz
   stream-monitor inspect stream_monitor/assets/nero_default.npz
   stream-monitor COMMAND --help
 """

@@ -1,0 +1,43 @@
+"""Arguments and loaders shared by the offline commands (fit, eval, explain)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import bundled
+from ..data import Split, load_split
+from ..evaluation.datasets import DEFAULT_SPLIT
+from ..features import default_cache_dir
+from ..models.base import ClassifierAdapter
+from ..models.registry import load_classifier, sha256_file
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, default=bundled.MODEL,
+                        help="classifier checkpoint with its .json sidecar (default: the bundled EfficientNet-Lite0)")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="allow whole-model pickle checkpoints (they can run arbitrary code when loaded)")
+
+
+def add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split", type=Path, default=DEFAULT_SPLIT,
+                        help="split file with ID train/val/test (default: the committed HyperKvasir split)")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="where the split's images live, if not where the split file says")
+    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir(),
+                        help="feature cache (default: %(default)s)")
+    parser.add_argument("--no-cache", action="store_true", help="extract features again, do not read or write the cache")
+
+
+def load_model(args: argparse.Namespace) -> tuple[ClassifierAdapter, str]:
+    model, _ = load_classifier(args.model, trust_pickle=args.trust_pickle)
+    return model, sha256_file(args.model)
+
+
+def load_split_arg(args: argparse.Namespace) -> Split:
+    return load_split(args.split, args.data_root)
+
+
+def cache_dir(args: argparse.Namespace) -> Path | None:
+    return None if args.no_cache else args.cache_dir

@@ -1,0 +1,1 @@
+"""Offline evaluation: NERO against every baseline on real data, with reports and plots."""

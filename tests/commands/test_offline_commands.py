@@ -1,0 +1,99 @@
+"""fit, eval, explain and inspect, end to end through the CLI on real images and a real (tiny) model."""
+
+import json
+
+import numpy as np
+import pytest
+
+from stream_monitor.cli import main
+from stream_monitor.errors import ArtifactError
+from stream_monitor.models.registry import load_classifier, sha256_file
+from stream_monitor.nero import NeroDetector
+
+from .conftest import HYPERKVASIR
+
+METRICS = {"auroc", "fpr95", "fpr95_ood_positive", "aupr_in", "aupr_out"}
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_model, tiny_split, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fit") / "nero.npz"
+    assert main(["fit", "--model", str(tiny_model), "--split", str(tiny_split), "--mode", "robust",
+                 "--set", "centroids_per_class=1", "--out", str(out), "--no-cache"]) == 0
+    return out
+
+
+def test_fit_writes_an_artifact_bound_to_the_model(fitted, tiny_model, capsys):
+    model, _ = load_classifier(tiny_model)
+    weight, bias = model.head_arrays()
+    det = NeroDetector.load(fitted, weight=weight, bias=bias, model_sha256=sha256_file(tiny_model))
+    assert det.calibration is not None and det.calibration.n_validation == 6
+    assert det.class_names == ["normal-cecum", "bbps-2-3", "bbps-0-1"]
+    with pytest.raises(ArtifactError, match="model file sha256"):
+        NeroDetector.load(fitted, model_sha256="0" * 64)
+    assert main(["inspect", str(fitted)]) == 0
+    assert "threshold" in capsys.readouterr().out
+
+
+def test_eval_reports_every_method_for_every_ood_set(tiny_model, tiny_split, tiny_root, tmp_path):
+    out = tmp_path / "report"
+    args = ["eval", "--model", str(tiny_model), "--split", str(tiny_split), "--out", str(out), "--no-cache",
+            "--ood", f"polyp={tiny_root / 'polyp'}", "--ood", f"stool={tiny_root / 'impacted-stool'}"]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    results = report["results"]
+    expected = {"nero_parity", "nero_robust", "msp", "odin", "energy", "entropy", "max_logit", "mahalanobis",
+                "vim", "neco", "react", "gradnorm", "knn", "ash", "scale", "gen"}
+    assert expected <= set(results)
+    for method, per_set in results.items():
+        assert set(per_set) == {"polyp", "stool"}, method
+        for entry in per_set.values():
+            assert METRICS <= set(entry) and all(0 <= entry[k] <= 1 for k in METRICS)
+            assert entry["n_id"] == 6 and entry["n_ood"] in (6, 4)
+    assert "FPR95" in report["conventions"]["fpr95"] or "ID accepted" in report["conventions"]["fpr95"]
+    rows = (out / "report.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * len(results)
+    assert (out / "report.md").read_text().startswith("# OOD evaluation report")
+    assert len(list(out.glob("roc_*.png"))) == 2 and list(out.glob("hist_*.png"))
+
+
+def test_eval_selects_a_default_on_validation_ood_only(tiny_model, tiny_split, tiny_root, tmp_path):
+    """The selection sees validation OOD images; test OOD images must not change what it picks."""
+    from stream_monitor.data import load_split
+    from stream_monitor.evaluation.datasets import Source, ood_validation_split
+    from stream_monitor.evaluation.run import EvaluationInputs, evaluate_all
+
+    model, _ = load_classifier(tiny_model)
+    split = load_split(tiny_split)
+    validation, test = ood_validation_split(split, fraction=0.5)
+    assert not set(validation["polyp"]) & set(test["polyp"])
+
+    def run(test_files, out):
+        sources = [Source("ood", "files", files=tuple(test_files))]
+        return evaluate_all(EvaluationInputs(model, split, sources, validation), out, None, odin=False)
+
+    first = run(test["polyp"], tmp_path / "a")
+    second = run(test["impacted-stool"], tmp_path / "b")
+    assert first["selection"]["options"] == second["selection"]["options"]
+    assert "nero_default" in first["results"] and first["ablation"]
+    assert (tmp_path / "a" / "ablation.png").is_file()
+
+
+def test_explain_writes_figures_and_parts(fitted, tiny_model, tmp_path, capsys):
+    images = sorted((HYPERKVASIR / "polyp").glob("*.jpg"))[:2]
+    out = tmp_path / "why"
+    assert main(["explain", *map(str, images), "--model", str(tiny_model), "--detector", str(fitted),
+                 "--top", "5", "--out", str(out)]) == 0
+    records = json.loads((out / "explanations.json").read_text())
+    assert len(records) == 2
+    for record in records:
+        assert len(record["top_neurons"]) == 5 and len(record["deviations"]) == 5
+        assert np.isclose(record["score"], (record["distance"] + record["bias_term"]) * record["rho"])
+        assert (out / f"{record['image'].split('/')[-1].rsplit('.', 1)[0]}_explain.png").is_file()
+
+
+def test_commands_fail_with_one_clear_line(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path / "missing.npz")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["eval", "--out", str(tmp_path), "--ood", "no-equals-sign"]) == 1
+    assert "NAME=PATH" in capsys.readouterr().err
