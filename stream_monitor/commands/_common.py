@@ -10,7 +10,8 @@ from ..data import Split, load_split
 from ..evaluation.datasets import DEFAULT_SPLIT
 from ..features import default_cache_dir
 from ..models.base import ClassifierAdapter
-from ..models.registry import load_classifier, sha256_file
+from ..errors import InputError
+from ..models.registry import create_model, list_models, load_checkpoint, load_classifier, sha256_file
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +19,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="classifier checkpoint with its .json sidecar (default: the bundled EfficientNet-Lite0)")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="allow whole-model pickle checkpoints (they can run arbitrary code when loaded)")
+    parser.add_argument("--arch", choices=list_models(),
+                        help="architecture of a checkpoint without a stream-monitor sidecar (e.g. the NERO "
+                        "paper's ResNet-18 / DeiT-S weights); needs --num-classes")
+    parser.add_argument("--num-classes", type=int, help="classes of the --arch checkpoint's head")
 
 
 def add_split_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +36,14 @@ def add_split_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model(args: argparse.Namespace) -> tuple[ClassifierAdapter, str]:
-    model, _ = load_classifier(args.model, trust_pickle=args.trust_pickle)
+    """The classifier and the sha256 of its file; a bare checkpoint needs --arch and --num-classes."""
+    if getattr(args, "arch", None) is None:
+        model, _ = load_classifier(args.model, trust_pickle=args.trust_pickle)
+    else:
+        if not args.num_classes:
+            raise InputError("--arch needs --num-classes (the width of the checkpoint's head)")
+        model = create_model(args.arch, args.num_classes, pretrained=False)
+        load_checkpoint(model, args.model, trust_pickle=args.trust_pickle).eval()
     return model, sha256_file(args.model)
 
 

@@ -97,3 +97,21 @@ def test_commands_fail_with_one_clear_line(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["eval", "--out", str(tmp_path), "--ood", "no-equals-sign"]) == 1
     assert "NAME=PATH" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "deit_small_patch16_224"])
+def test_fit_takes_a_bare_checkpoint_of_other_architectures(arch, tiny_split, tmp_path):
+    """A user's ResNet-18 / DeiT-S weights (a bare state dict, no sidecar) go through the same command."""
+    import torch
+
+    from stream_monitor.models.registry import create_model
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / f"{arch}.pth"
+    torch.save(create_model(arch, 3, pretrained=False).backbone.state_dict(), checkpoint)  # bare model keys
+    out = tmp_path / "nero.npz"
+    assert main(["fit", "--model", str(checkpoint), "--arch", arch, "--num-classes", "3", "--split", str(tiny_split),
+                 "--mode", "robust", "--out", str(out), "--no-cache"]) == 0
+    det = NeroDetector.load(out, model_sha256=sha256_file(checkpoint))
+    assert det.feature_dim == {"resnet18": 512, "deit_small_patch16_224": 384}[arch]
+    assert main(["fit", "--model", str(checkpoint), "--arch", arch, "--split", str(tiny_split), "--out", str(out)]) == 1
