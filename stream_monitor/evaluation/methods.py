@@ -68,7 +68,7 @@ def ablation_methods() -> list[Method]:
     return methods
 
 
-def selection_candidates() -> list[Method]:
+def selection_candidates(n_train: int | None = None) -> list[Method]:
     """The NERO configurations the default is chosen from (robust base): score terms × PCA components ×
     centroids per class, plus k and ε for the paper's terms. ε and k barely move the paper's score on the
     dev benchmark (see the ablation), so the grid spends its size on terms and subspace instead."""
@@ -76,6 +76,8 @@ def selection_candidates() -> list[Method]:
     for terms, components, per_class in itertools.product(TERMS, (None, 50, 100, 200), (1, 4)):
         if terms == "r" and per_class != 1:
             continue  # the residual alone has no centroids: these would duplicate
+        if components is not None and n_train is not None and components > n_train - 1:
+            continue  # more components than the training set spans: not a valid configuration here
         options = dict(mode="robust", pca_components=components, centroids_per_class=per_class, **TERMS[terms])
         label = f"{terms}, PCA {components or 'auto'}, {per_class}/class"
         methods.append(nero_method(label, **options))

@@ -1,0 +1,96 @@
+"""Shared by the benchmark scripts: timing, machine description, load, and the results files.
+
+Results go to benchmarks/results/<name>-<cpu or gpu>-torch<version>.json and .md, with hardware,
+versions, a timestamp, and the machine's load while it ran (this machine is shared: the load is part
+of the number). Ratios are always between timings taken in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+RESULTS = Path(__file__).with_name("results")
+
+
+def timeit(fn: Callable[[], Any], repeat: int = 30, warmup: int = 3, min_time: float = 0.0) -> dict[str, float]:
+    """Median and best wall time of fn() in seconds over `repeat` calls (at least `min_time` seconds)."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < repeat or time.perf_counter() - started < min_time:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {"median_s": float(np.median(times)), "best_s": float(np.min(times)), "n": len(times)}
+
+
+def cpu_name() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        model = re.search(r"model name\s*:\s*(.+)", text)
+        return model.group(1).strip() if model else platform.processor()
+    except OSError:
+        return platform.processor() or "cpu"
+
+
+def cpu_flags() -> list[str]:
+    try:
+        flags = re.search(r"flags\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return []
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni")
+    return [f for f in wanted if flags and f in flags.group(1).split()]
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in ("torch", "numpy", "numba", "openvino", "onnxruntime", "sklearn", "torch_tensorrt", "tensorrt"):
+        try:
+            module = __import__(name)
+            found[name] = str(getattr(module, "__version__", "?")).split("-")[0]
+        except Exception:
+            continue
+    return found
+
+
+def load() -> dict[str, Any]:
+    """Load average and the busiest other processes right now (the machine is shared)."""
+    info: dict[str, Any] = {"loadavg_1_5_15": list(os.getloadavg()), "cores": os.cpu_count()}
+    try:
+        top = subprocess.run(["ps", "-eo", "pid,pcpu,args", "--sort=-pcpu"], capture_output=True, text=True,
+                             timeout=5).stdout.splitlines()[1:6]
+        info["busiest"] = [line.strip()[:120] for line in top if str(os.getpid()) not in line.split()[0]]
+    except Exception:
+        pass
+    return info
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
+
+
+def write_results(name: str, hardware: str, payload: dict[str, Any], markdown: str) -> Path:
+    """Write <name>-<hardware>-torch<ver>.json/.md under benchmarks/results (or $BENCH_RESULTS_DIR)."""
+    import torch
+
+    out_dir = Path(os.environ.get("BENCH_RESULTS_DIR", RESULTS))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{name}-{slug(hardware)}-torch{torch.__version__.split('+')[0]}"
+    payload = {"benchmark": name, "hardware": hardware, "cpu_flags": cpu_flags(), "versions": versions(),
+               "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), **payload}
+    (out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    header = (f"# {name}\n\n{hardware} ({', '.join(payload['cpu_flags'])}); "
+              f"{', '.join(f'{k} {v}' for k, v in payload['versions'].items())}; {payload['timestamp']}\n\n")
+    (out_dir / f"{stem}.md").write_text(header + markdown)
+    return out_dir / f"{stem}.json"

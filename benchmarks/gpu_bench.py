@@ -1,0 +1,126 @@
+"""GPU engine benchmarks (run by gpu_check.sh on a machine with an NVIDIA GPU).
+
+Per model (ResNet-18, EfficientNet-Lite0; 224 px, C = 3) and GPU back-end (torch-cuda; tensorrt where
+torch-tensorrt is importable), fp16 backbone:
+- latency: one frame in host memory → ScoredBatch in host memory (score, parts, explanation,
+  heatmap), median over many frames; target ≤ 5 ms on an H100;
+- throughput: batches of 256 frames from host memory, frames/s; target ≥ 3,000;
+- kernel share: the Numba CUDA kernels (nearest-centroid L1, fusion, flags) timed with CUDA events
+  against the engine's graph on the same stream; target ≤ 5%.
+Also torch eager fp32 forward (model only) as a baseline. Writes gpu_bench-<gpu>-torch<ver>.json/.md to
+$BENCH_RESULTS_DIR (default benchmarks/results).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import load, timeit, write_results  # noqa: E402
+
+from stream_monitor import kernels  # noqa: E402
+from stream_monitor.engine import EngineOptions, create_scorer  # noqa: E402
+from stream_monitor.engine.backends import backend_class  # noqa: E402
+from stream_monitor.models import create_model  # noqa: E402
+from stream_monitor.nero import NeroDetector  # noqa: E402
+
+warnings.filterwarnings("ignore")
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+THROUGHPUT_BATCH = 256
+
+
+def fitted_detector(model: Any) -> NeroDetector:
+    rng = np.random.default_rng(0)
+    weight, bias = model.head_arrays()
+    features = np.maximum(rng.normal(0.5, 1.0, size=(model.feature_dim + 200, model.feature_dim)), 0)
+    det = NeroDetector(mode="parity").fit(features[:-100], np.arange(len(features) - 100) % 3, weight, bias)
+    det.calibrate(features[-100:])
+    return det
+
+
+def cuda_time(fn: Any, repeat: int = 50) -> float:
+    """Median GPU time of fn() in seconds, CUDA events on the current stream."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return float(np.median(times))
+
+
+def bench(arch: str, backend: str) -> dict[str, Any]:
+    torch.manual_seed(0)
+    model = create_model(arch, 3, pretrained=False).eval()
+    det = fitted_detector(model)
+    scorer = create_scorer(model, det, backend, options=EngineOptions(precision="fp16", max_batch=THROUGHPUT_BATCH,
+                                                                      cache_dir=Path("/tmp/sm-trt-cache")))
+    rng = np.random.default_rng(0)
+    one = rng.normal(size=(1, 3, 224, 224)).astype(np.float32)
+    many = rng.normal(size=(THROUGHPUT_BATCH, 3, 224, 224)).astype(np.float32)
+    latency = timeit(lambda: scorer.score_batch(one), repeat=200, warmup=10)
+    throughput = timeit(lambda: scorer.score_batch(many), repeat=20, warmup=3)
+    shares = {}
+    for name, x in (("batch1", one), (f"batch{THROUGHPUT_BATCH}", many)):
+        with torch.inference_mode():
+            graph = cuda_time(lambda: scorer.engine.run(x))
+            out = scorer.engine.run(x)
+            rho = out["rho"]
+
+            def numba_kernels() -> None:
+                distance, _ = kernels.nearest_l1(out["projected"], scorer._centroids)
+                score, _ = kernels.fuse_scores(distance, out["bias_relevance"], rho, scorer._lambda)
+                kernels.threshold_flags(score, scorer.threshold)
+
+            kernel = cuda_time(numba_kernels)
+            finish = cuda_time(lambda: scorer.finish(out, scorer.threshold))
+        shares[name] = {"graph_ms": graph * 1e3, "numba_kernels_ms": kernel * 1e3,
+                        "kernel_share_of_engine": kernel / (graph + finish), "after_graph_ms": finish * 1e3}
+    return {"arch": arch, "backend": scorer.backend, "describe": scorer.engine.describe(),
+            "latency_ms_per_frame": latency["median_s"] * 1e3, "latency_best_ms": latency["best_s"] * 1e3,
+            "throughput_frames_per_s": THROUGHPUT_BATCH / throughput["median_s"], "kernels": shares}
+
+
+def eager_baseline(arch: str) -> float:
+    model = create_model(arch, 3, pretrained=False).eval().cuda()
+    x = torch.randn(THROUGHPUT_BATCH, 3, 224, 224, device="cuda")
+    with torch.inference_mode():
+        return THROUGHPUT_BATCH / cuda_time(lambda: model(x), repeat=10)
+
+
+def main() -> None:
+    if not torch.cuda.is_available():
+        raise SystemExit("gpu_bench.py needs a CUDA GPU (torch.cuda.is_available() is False)")
+    gpu = torch.cuda.get_device_name()
+    backends = ["torch-cuda"] + (["tensorrt"] if backend_class("tensorrt").available()[0] else [])
+    before = load()
+    rows = [bench(arch, backend) for arch in ("resnet18", "efficientnet_lite0") for backend in backends]
+    eager = {arch: eager_baseline(arch) for arch in ("resnet18", "efficientnet_lite0")}
+    lines = ["| model | back-end | host→score latency ms/frame (batch 1) | frames/s (batch 256, host→score) | "
+             "Numba kernels % of engine (b1 / b256) |", "|---|---|---|---|---|"]
+    for r in rows:
+        k = r["kernels"]
+        lines.append(f"| {r['arch']} | {r['backend']} | {r['latency_ms_per_frame']:.2f} | "
+                     f"{r['throughput_frames_per_s']:.0f} | {k['batch1']['kernel_share_of_engine'] * 100:.2f}% / "
+                     f"{k[f'batch{THROUGHPUT_BATCH}']['kernel_share_of_engine'] * 100:.2f}% |")
+    skipped = [] if "tensorrt" in backends else [f"tensorrt skipped: {backend_class('tensorrt').available()[1]}"]
+    markdown = ("\n".join(lines) + "\n\nTorch eager fp32 model forward only, batch 256, device-resident input: "
+                + ", ".join(f"{a} {v:.0f} frames/s" for a, v in eager.items()) + "\n\n" + "\n".join(skipped) + "\n")
+    path = write_results("gpu_bench", gpu, {"rows": rows, "eager_fp32_frames_per_s": eager, "skipped": skipped,
+                                            "load_before": before}, markdown)
+    print(markdown)
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""The fast scorer: a back-end runs the fused module, the kernels finish the score where the data is.
+
+    >>> scorer = create_scorer(model, detector)                 # backend="auto", logged at start-up
+    >>> batch = scorer.score_batch(images)                      # (B, 3, 224, 224) float32 → ScoredBatch
+
+Same contract as the reference `Scorer` (engine/scorer.py), which it is tested against. Per batch:
+back-end → (logits, probs, features, relevance, R_bias, projected, [ρ], [feature map]) on its device;
+then, on that device, ρ (Numba CPU kernel, unless the graph made it), nearest-centroid L1 distance,
+score fusion and threshold flags (Numba kernels), the explanation (nearest raw class mean, top-n
+deviating neurons, heatmap), and one copy of the small results to host memory.
+
+Difference from the reference on purpose: a frame whose features are not finite gets a NaN score and
+`over_threshold=False` instead of failing the whole batch (the reference raises `InputError`), so one
+corrupt frame cannot blind the monitor to the other streams in its batch; check `np.isnan(score)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import kernels
+from ..kernels.cpu_pipeline import score_rows
+from ..models.base import ClassifierAdapter
+from ..nero import NeroDetector
+from .backends import EngineBackend, EngineOptions, select_backend
+from .fused import FusedNero
+from .scorer import ScoredBatch
+
+__all__ = ["EngineScorer", "create_scorer"]
+
+log = logging.getLogger("stream_monitor.engine")
+
+
+class EngineScorer:
+    """Scores preprocessed frames through a compiled back-end and the scoring kernels."""
+
+    def __init__(self, engine: EngineBackend, detector: NeroDetector, top_n: int = 5, heatmaps: bool = True) -> None:
+        self.engine = engine
+        self.backend = engine.name
+        self.detector = detector
+        self.top_n = top_n
+        self.heatmaps = heatmaps
+        self.max_batch = engine.options.max_batch
+        cfg = detector.config
+        self._switches = (cfg.use_distance, cfg.use_bias, cfg.use_rho)
+        self._lambda = float(detector.lambda_)
+        self._k = int(detector.k_)
+        device = engine.device
+        arrays = detector.fitted_arrays()
+        as32 = lambda name: torch.from_numpy(np.ascontiguousarray(arrays[name], np.float32)).to(device)  # noqa: E731
+        self._centroids = as32("centroids")
+        self._raw_means = as32("raw_class_means")
+
+    @property
+    def threshold(self) -> float:
+        return self.detector.threshold
+
+    def score_batch(self, images: np.ndarray) -> ScoredBatch:
+        """images: (B, 3, H, W) float32, ImageNet-normalised; any B (split into chunks of max_batch)."""
+        if len(images) > self.max_batch:
+            parts = [self.score_batch(images[i:i + self.max_batch]) for i in range(0, len(images), self.max_batch)]
+            return _concatenate(parts)
+        threshold = self.detector.threshold  # raises NotFittedError before any work if uncalibrated
+        with torch.inference_mode():
+            return self.finish(self.engine.run(images), threshold)
+
+    def finish(self, out: dict[str, Tensor], threshold: float) -> ScoredBatch:
+        """Everything after the graph, on the graph's device: ρ, distance, score, flags, explanation,
+        then one copy to host memory. (Public so that benchmarks can time the scoring stage alone.)"""
+        if self.engine.device_type == "cpu":
+            return self._finish_on_host(out, threshold)
+        return self._finish_on_device(out, threshold)
+
+    def _finish_on_device(self, out: dict[str, Tensor], threshold: float) -> ScoredBatch:
+        """The GPU path: kernels dispatched by where the tensors live, one copy to the host at the end.
+        (Device-agnostic: on CPU tensors it runs the Numba CPU kernels one by one, which CI tests.)"""
+        rho = out["rho"] if "rho" in out else kernels.low_relevance_ratio(out["features"], out["relevance"], self._k)
+        distance, _ = kernels.nearest_l1(out["projected"], self._centroids)
+        score, bias_term = kernels.fuse_scores(distance, out["bias_relevance"], rho, self._lambda, *self._switches,
+                                               residual=out.get("residual"))
+        flags = kernels.threshold_flags(score, threshold)
+        top_neurons, deviations, heat = self._explain(out)
+        host = _to_host({"probs": out["probs"], "score": score, "distance": distance, "bias_term": bias_term,
+                         "rho": rho, "flags": flags, "top": top_neurons, "dev": deviations, "heat": heat})
+        return ScoredBatch(
+            probs=host["probs"].astype(np.float32, copy=False),
+            predicted=host["probs"].argmax(axis=1),
+            score=host["score"].astype(np.float64),
+            distance=host["distance"].astype(np.float64),
+            bias_term=host["bias_term"].astype(np.float64),
+            rho=host["rho"].astype(np.float64),
+            over_threshold=(host["flags"] & kernels.FLAG_OVER).astype(bool),
+            top_neurons=host["top"].astype(np.int64, copy=False),
+            deviations=host["dev"].astype(np.float32, copy=False),
+            heatmaps=host["heat"],
+        )
+
+    def _finish_on_host(self, out: dict[str, Tensor], threshold: float) -> ScoredBatch:
+        """The CPU path: the same steps as `finish`, in one Numba call (kernels/cpu_pipeline.py)."""
+        host = {name: tensor.numpy() for name, tensor in out.items()}
+        parts = score_rows(host["features"], host["relevance"], host["bias_relevance"], host["projected"],
+                           host.get("residual"), self._centroids.numpy(), self._raw_means.numpy(), self._k,
+                           self._lambda, self._switches, threshold, min(self.top_n, host["relevance"].shape[1]),
+                           host.get("feature_map") if self.heatmaps else None)
+        return ScoredBatch(
+            probs=host["probs"], predicted=host["probs"].argmax(axis=1), score=parts["score"],
+            distance=parts["distance"], bias_term=parts["bias_term"], rho=parts["rho"],
+            over_threshold=(parts["flags"] & kernels.FLAG_OVER).astype(bool), top_neurons=parts["top_index"],
+            deviations=parts["top_deviation"], heatmaps=parts["heat"],
+        )
+
+    def _explain(self, out: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Top-n neurons by |R_d − μ_{c,d}| against the nearest raw class mean (L1 over D+1), and the heatmap."""
+        relevance = out["relevance"]
+        raw = torch.cat([relevance, out["bias_relevance"][:, None]], dim=1)
+        _, reference = kernels.nearest_l1(raw, self._raw_means)
+        reference = torch.as_tensor(reference, device=relevance.device).clamp_min(0)  # -1 (NaN row) → any class
+        deviation = relevance - self._raw_means[reference, :-1]
+        top_n = min(self.top_n, relevance.shape[1])
+        top, values = kernels.top_abs(deviation, top_n)
+        top = torch.as_tensor(top, device=relevance.device)
+        values = torch.as_tensor(values, device=relevance.device)
+        heat = None
+        if self.heatmaps and "feature_map" in out:
+            heat = _heatmaps(out["feature_map"], top, values)
+        return top, values, heat
+
+
+def _heatmaps(feature_map: Tensor, neurons: Tensor, deviations: Tensor) -> Tensor:
+    """Batched `explain.deviation_heatmap`: Σ_i |dev_i|·map[neuron_i], ReLU, / max → (B, h, w) in [0, 1]."""
+    rows = torch.arange(len(neurons), device=neurons.device)[:, None]
+    maps = feature_map[rows, neurons]  # (B, n, h, w)
+    heat = torch.einsum("bn,bnhw->bhw", deviations.abs().float(), maps.float()).clamp_min(0)
+    peak = heat.amax(dim=(1, 2), keepdim=True)
+    return torch.where(peak > 0, heat / torch.where(peak > 0, peak, torch.ones_like(peak)), heat)
+
+
+def _to_host(tensors: dict[str, Tensor | np.ndarray | None]) -> dict[str, np.ndarray | None]:
+    """Every result in host memory, with one synchronisation for all the device → host copies."""
+    host: dict[str, np.ndarray | None] = {}
+    on_device = any(isinstance(t, Tensor) and t.is_cuda for t in tensors.values())
+    moved = {k: (t.to("cpu", non_blocking=True) if isinstance(t, Tensor) else t) for k, t in tensors.items()}
+    if on_device:
+        torch.cuda.current_stream().synchronize()
+    for key, value in moved.items():
+        host[key] = value.numpy() if isinstance(value, Tensor) else value
+    return host
+
+
+def _concatenate(parts: list[ScoredBatch]) -> ScoredBatch:
+    fields = ScoredBatch.__dataclass_fields__
+    joined = {name: (None if getattr(parts[0], name) is None else np.concatenate([getattr(p, name) for p in parts]))
+              for name in fields}
+    return ScoredBatch(**joined)
+
+
+def create_scorer(model: ClassifierAdapter, detector: NeroDetector, backend: str = "auto", *, device: str = "auto",
+                  top_n: int = 5, heatmaps: bool = True, options: EngineOptions | None = None) -> EngineScorer:
+    """Build the fastest available engine for `model` + `detector` and say which at start-up (INFO log).
+
+    backend: "auto" (tensorrt → torch-cuda → openvino → torch-cpu, first available) or one of
+        `list_backends()`; an explicit name that cannot run here is an error.
+    device: "auto", "cpu" or "cuda" — restricts "auto".
+    options: precision, max_batch, threads (None: all cores but one), cache_dir, image_size (see
+        `EngineOptions`).
+    The detector must be fitted on this model's head (checked) and calibrated before scoring.
+    """
+    options = options or EngineOptions()
+    if options.threads is None:  # all cores but one: capture and transport processes run beside us
+        options = dataclasses.replace(options, threads=max(1, (os.cpu_count() or 1) - 1))
+    # Numba's thread count is deliberately left alone: the engine's kernels run serially at its batch
+    # sizes, and starting Numba's OpenMP layer (which set_num_threads does) resets torch's thread count.
+    cls, skipped = select_backend(backend, device)
+    on_gpu = cls.device_type == "cuda"
+    # ρ's k-smallest selection: in the graph on a GPU (topk is cheap there); on a CPU torch's topk costs
+    # more than the backbone's last layer, so the Numba kernel does it after the graph.
+    fused = FusedNero(model, detector, project=True, rho=on_gpu, feature_map=heatmaps)
+    started = time.perf_counter()
+    engine = cls(fused, options)
+    scorer = EngineScorer(engine, detector, top_n=top_n, heatmaps=heatmaps)
+    log.info("engine back-end: %s — built in %.1f s%s", engine.describe(), time.perf_counter() - started,
+             "".join(f"; skipped {s}" for s in skipped))
+    return scorer

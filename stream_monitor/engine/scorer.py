@@ -1,0 +1,78 @@
+"""Reference scorer: a classifier and a fitted NERO detector → `ScoredBatch` per batch of frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..explain import deviation_heatmap
+from ..models.base import ClassifierAdapter
+from ..nero import NeroDetector
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """One batch of B frames, scored. Arrays have B rows.
+
+    probs (B, C) float32; predicted (B,) int class ids; score (B,) float64 (higher = more OOD);
+    distance, bias_term, rho (B,) float64 — the score's parts; over_threshold (B,) bool;
+    top_neurons (B, n) int and deviations (B, n) float32 against the nearest class centroid;
+    heatmaps (B, h, w) float32 in [0, 1] for CNNs, else None.
+    """
+
+    probs: np.ndarray
+    predicted: np.ndarray
+    score: np.ndarray
+    distance: np.ndarray
+    bias_term: np.ndarray
+    rho: np.ndarray
+    over_threshold: np.ndarray
+    top_neurons: np.ndarray
+    deviations: np.ndarray
+    heatmaps: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+
+class Scorer:
+    """Scores preprocessed frames with a model and a NERO detector fitted on that model's head."""
+
+    backend = "torch-cpu-reference"
+
+    def __init__(self, model: ClassifierAdapter, detector: NeroDetector, top_n: int = 5, heatmaps: bool = True) -> None:
+        weight, bias = model.head_arrays()
+        detector.check_head(weight, bias)
+        self.model = model.eval()
+        self.detector = detector
+        self.top_n = top_n
+        self.heatmaps = heatmaps
+
+    @property
+    def threshold(self) -> float:
+        return self.detector.threshold
+
+    @torch.inference_mode()
+    def score_batch(self, images: np.ndarray) -> ScoredBatch:
+        """images: (B, 3, 224, 224) float32, ImageNet-normalised (see `stream_monitor.preprocess`)."""
+        _, features, feature_map = self.model(torch.from_numpy(images))
+        exp = self.detector.explain(features.double().numpy(), top_n=self.top_n)
+        parts = exp.parts
+        heat = None
+        if self.heatmaps and feature_map is not None:
+            maps = feature_map.numpy()
+            heat = np.stack([deviation_heatmap(maps[i], exp.top_neurons[i], exp.deviations[i]) for i in range(len(maps))])
+        return ScoredBatch(
+            probs=parts.probs.astype(np.float32),
+            predicted=parts.probs.argmax(axis=1),
+            score=parts.score,
+            distance=parts.distance,
+            bias_term=parts.bias_term,
+            rho=parts.rho,
+            over_threshold=parts.score > self.detector.threshold,
+            top_neurons=exp.top_neurons,
+            deviations=exp.deviations.astype(np.float32),
+            heatmaps=heat,
+        )

@@ -1,0 +1,82 @@
+"""GPU back-ends and the CUDA kernels on real CUDA tensors. Skipped, saying why, where there is no GPU
+or no torch-tensorrt; `benchmarks/gpu_check.sh` runs them on a GPU machine (`pytest -m gpu`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stream_monitor import kernels
+from stream_monitor.engine import EngineOptions, Scorer, create_scorer
+from stream_monitor.kernels import reference
+
+from .conftest import Setup
+
+NO_GPU = "no CUDA device: torch.cuda.is_available() is False"
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_GPU)]
+
+
+def _has_tensorrt() -> bool:
+    try:
+        import torch_tensorrt  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def _options(**kw: object) -> EngineOptions:
+    return EngineOptions(image_size=(64, 64), max_batch=16, **kw)  # type: ignore[arg-type]
+
+
+def test_cuda_kernels_take_torch_tensors_zero_copy() -> None:
+    """Outputs are CUDA tensors written by the Numba kernels in place: nothing visits host memory."""
+    rng = np.random.default_rng(0)
+    samples, centroids = rng.normal(size=(300, 341)).astype(np.float32), rng.normal(size=(5, 341)).astype(np.float32)
+    distance, index = kernels.nearest_l1(torch.from_numpy(samples).cuda(), torch.from_numpy(centroids).cuda())
+    assert distance.is_cuda and index.is_cuda and kernels.implementation_for(distance) == "numba-cuda"
+    expected, expected_index = reference.nearest_l1(samples, centroids)
+    np.testing.assert_allclose(distance.cpu().numpy(), expected, rtol=1e-5)
+    np.testing.assert_array_equal(index.cpu().numpy(), expected_index)
+    score, _ = kernels.fuse_scores(distance, distance * 0.01, distance * 0 + 0.5, 2.0)
+    flags = kernels.threshold_flags(score, float(score.median()))
+    assert flags.is_cuda and int((flags.cpu().numpy() & 1).sum()) in (149, 150)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_torch_cuda_engine_against_the_reference(resnet: Setup, precision: str) -> None:
+    """fp32: the GPU's convolutions sum in another order than the CPU's (cuDNN vs oneDNN, TF32 off), so
+    end to end ≤ 1e-3 relative; fp16 backbone: median ≤ 3%, worst ≤ 15% (as bf16 on the CPU)."""
+    scorer = create_scorer(resnet.model, resnet.detector, "torch-cuda", options=_options(precision=precision))
+    got = scorer.score_batch(resnet.images)
+    ref = Scorer(resnet.model, resnet.detector).score_batch(resnet.images)
+    relative = np.abs(got.score / ref.score - 1)
+    if precision == "fp32":
+        assert relative.max() <= 1e-3, relative
+        np.testing.assert_array_equal(got.top_neurons[:, :2], ref.top_neurons[:, :2])
+    else:
+        assert np.median(relative) <= 3e-2 and relative.max() <= 0.15, relative
+
+
+def test_fused_head_on_gpu_matches_the_detector_on_its_own_features(resnet: Setup) -> None:
+    """Isolates the head and kernels from cuDNN: the GPU engine's score equals NeroDetector's float64
+    math applied to the features the GPU computed, to 1e-5 relative."""
+    scorer = create_scorer(resnet.model, resnet.detector, "torch-cuda", options=_options(precision="fp32"))
+    out = scorer.engine.run(resnet.images)
+    features = out["features"].double().cpu().numpy()
+    got = scorer.score_batch(resnet.images)
+    np.testing.assert_allclose(got.score, resnet.detector.score(features), rtol=1e-5)
+
+
+@pytest.mark.tensorrt
+@pytest.mark.skipif(not _has_tensorrt(), reason="torch_tensorrt is not installed (it cannot be, in CI)")
+def test_tensorrt_engine_builds_caches_and_matches(resnet: Setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    options = _options(precision="fp16", cache_dir=tmp_path)
+    first = create_scorer(resnet.model, resnet.detector, "tensorrt", options=options)
+    got = first.score_batch(resnet.images)
+    ref = Scorer(resnet.model, resnet.detector).score_batch(resnet.images)
+    relative = np.abs(got.score / ref.score - 1)
+    assert np.median(relative) <= 3e-2 and relative.max() <= 0.15, relative
+    second = create_scorer(resnet.model, resnet.detector, "tensorrt", options=options)
+    assert "loaded" in second.engine.describe()
+    np.testing.assert_allclose(second.score_batch(resnet.images).score, got.score, rtol=1e-5)
