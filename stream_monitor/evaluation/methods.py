@@ -52,7 +52,7 @@ def headline_methods() -> list[Method]:
     return [nero_method("nero_parity", mode="parity"), nero_method("nero_robust", mode="robust")] + baseline_methods()
 
 
-def ablation_methods() -> list[Method]:
+def ablation_methods(n_train: int | None = None) -> list[Method]:
     """One factor at a time from the robust preset: score terms, ε, k, centroids per class, λ's space."""
     methods = [nero_method(f"terms {label}", mode="robust", **flags) for label, flags in TERMS.items()]
     methods += [
@@ -64,7 +64,8 @@ def ablation_methods() -> list[Method]:
     methods += [nero_method(f"k = {f:.3g}·D", mode="robust", k_fraction=f) for f in (0.1, 0.25, 175 / 512, 0.5, 0.75)]
     methods += [nero_method(f"{m} centroid(s)/class", mode="robust", centroids_per_class=m) for m in (1, 2, 4, 8)]
     methods += [nero_method(f"λ in {s} space", mode="robust", lambda_space=s) for s in ("raw", "pca")]
-    methods += [nero_method(f"{p} PCA components", mode="robust", pca_components=p) for p in (50, 100, 200)]
+    methods += [nero_method(f"{p} PCA components", mode="robust", pca_components=p)
+                for p in (50, 100, 200) if n_train is None or p <= n_train - 1]
     return methods
 
 

@@ -109,7 +109,7 @@ def evaluate_all(inputs: EvaluationInputs, out_dir: Path, cache_dir: Path | None
     }
     chosen = None
     if select and data.ood_val:
-        ablation = run_methods(ablation_methods(), data, "ablation")
+        ablation = run_methods(ablation_methods(len(data.train_features)), data, "ablation")
         candidates = run_methods(selection_candidates(len(data.train_features)), data, "selection")
         chosen = dataclasses.replace(select_default(candidates), name="nero_default")
         report["results"]["nero_default"] = {o: m.to_dict() for o, m in chosen.test.items()}
