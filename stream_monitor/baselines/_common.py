@@ -6,6 +6,7 @@ are always `a @ W.T + b` in float64 so that all methods see the same numbers as 
 
 from __future__ import annotations
 
+import abc
 from typing import TypeVar
 
 import numpy as np
@@ -108,7 +109,7 @@ def linear_logits(features: Float64Array, weight: Float64Array, bias: Float64Arr
     return features @ weight.T + bias
 
 
-class HeadDetector:
+class HeadDetector(abc.ABC):
     """Base of every baseline: `fit` checks and stores the head, `score` checks features and delegates.
 
     Subclasses set `name`, implement `_score(features)` (features already checked, (N, D) float64) and,
@@ -166,8 +167,9 @@ class HeadDetector:
     def _fit_train(self, features: Float64Array, labels: NDArray[np.int64]) -> None:
         """Learn train-set statistics; logit-only detectors need none."""
 
+    @abc.abstractmethod
     def _score(self, features: Float64Array) -> Float64Array:
-        raise NotImplementedError
+        """(N, D) checked float64 features -> (N,) scores, higher = more OOD."""
 
     def __repr__(self) -> str:
         fitted = "fitted" if self.weight_ is not None else "not fitted"
