@@ -1,0 +1,188 @@
+"""One capture process per stream: source → scope crop → model-sized RGB → shared-memory ring.
+
+The capture process does the per-frame work that does not need the model (decode, scope-mask crop,
+resize to the model's input), so that with several streams it runs in parallel with inference. After
+each frame it sends a few bytes on a ZeroMQ PUSH socket to wake the inference loop; the ring header,
+not the message, is the truth, so a lost wake-up only costs the loop's poll interval.
+
+Live sources are read continuously and re-opened with back-off when they fail. Replays are paced on a
+fixed schedule; when decoding falls behind it, the schedule restarts instead of bursting to catch up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import cv2
+import msgpack
+import numpy as np
+import zmq
+
+from ..config import ScopeMaskConfig, SourceConfig
+from ..errors import InputError
+from ..preprocess import to_model_rgb
+from ..scope_mask import ScopeMasker
+from ..service import ServiceProcess
+from .ring import FLAG_LOSSLESS, STATE_NAMES, FrameRing
+from .sources import FrameSource, SourceError, open_source
+
+__all__ = ["CaptureProcess", "encode_wakeup"]
+
+log = logging.getLogger(__name__)
+_STATE = {name: i for i, name in enumerate(STATE_NAMES)}
+_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # re-open delays of a failing live source
+
+
+def encode_wakeup(stream: str, seq: int, ended: bool = False) -> bytes:
+    """The inference loop's wake-up message: {"s": stream, "q": seq, "e": ended} in msgpack."""
+    return msgpack.packb({"s": stream, "q": seq, "e": ended}, use_bin_type=True)
+
+
+class CaptureProcess(ServiceProcess):
+    """Reads one source into one ring until stopped or until a replay ends.
+
+    Args:
+        stream: the stream's name.
+        source: its source config.
+        scope_mask: its scope-mask config.
+        ring: shared-memory name of its ring (created by the supervisor).
+        wakeup_endpoint: ZeroMQ endpoint of the inference loop's PULL socket.
+        stop_event, log_queue, log_level: see `ServiceProcess`.
+    """
+
+    def __init__(self, stream: str, source: SourceConfig, scope_mask: ScopeMaskConfig, ring: str,
+                 wakeup_endpoint: str, stop_event: Any, log_queue: Any, log_level: str = "INFO",
+                 threads: int = 1) -> None:
+        super().__init__(f"capture:{stream}", stop_event, log_queue, log_level)
+        self.stream, self.source_config, self.mask_config = stream, source, scope_mask
+        self.ring_name, self.wakeup_endpoint, self.threads = ring, wakeup_endpoint, threads
+
+    def main(self) -> None:
+        # Per-frame work here is small; OpenCV's default thread pool (one per core) would only compete
+        # with the model for the cores.
+        cv2.setNumThreads(self.threads)
+        ring = FrameRing.attach(self.ring_name)
+        ring.header["pid"] = self.pid or 0
+        context = zmq.Context()
+        wakeup = context.socket(zmq.PUSH)
+        wakeup.setsockopt(zmq.LINGER, 0)
+        wakeup.setsockopt(zmq.SNDHWM, 64)
+        wakeup.connect(self.wakeup_endpoint)
+        try:
+            self._capture(ring, wakeup)
+        except Exception:
+            ring.header["state"] = _STATE["failed"]
+            raise
+        finally:
+            try:
+                wakeup.send(encode_wakeup(self.stream, ring.write_seq, ended=True), zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+            wakeup.close(linger=0)
+            context.term()
+            ring.close()
+
+    # ------------------------------------------------------------------ the loop
+    def _open(self, ring: FrameRing) -> FrameSource | None:
+        """Open the source; live sources are retried with back-off until stopped."""
+        attempt = 0
+        while not self.stop_event.is_set():
+            try:
+                source = open_source(self.source_config, self.threads)
+                log.info("%s: opened %s", self.stream, source.description)
+                return source
+            except SourceError as exc:
+                if self.source_config.kind in ("file", "folder"):
+                    raise
+                delay = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
+                log.warning("%s: %s; retrying in %.1f s", self.stream, exc, delay)
+                ring.header["state"] = _STATE["reconnecting"]
+                attempt += 1
+                self.stop_event.wait(delay)
+        return None
+
+    def _capture(self, ring: FrameRing, wakeup: zmq.Socket) -> None:
+        masker = ScopeMasker(**self.mask_config.model_dump())
+        source = self._open(ring)
+        if source is None:
+            return
+        ring.header["state"] = _STATE["running"]
+        if source.lossless:
+            ring.header["flags"] = int(ring.header["flags"]) | FLAG_LOSSLESS
+        interval = source.frame_interval
+        if interval:
+            ring.header["source_fps"] = 1.0 / interval
+        next_due = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                if source.lossless and not self._wait_for_room(ring):
+                    break
+                if interval is not None:
+                    next_due = self._pace(next_due, interval)
+                frame = source.read()
+                if frame is None:
+                    source = self._after_end(source, ring)
+                    if source is None:
+                        break
+                    continue
+                t_capture, mono = time.time(), time.monotonic()
+                if not self._publish(ring, wakeup, masker, frame, t_capture, mono):
+                    ring.header["errors"] = int(ring.header["errors"]) + 1
+        finally:
+            if source is not None:
+                source.close()
+            skipped = getattr(source, "skipped", 0)
+            if skipped:
+                ring.header["errors"] = int(ring.header["errors"]) + skipped
+
+    def _pace(self, next_due: float, interval: float) -> float:
+        now = time.monotonic()
+        if next_due > now:
+            self.stop_event.wait(next_due - now)
+            return next_due + interval
+        # Behind schedule (slow decode): restart the schedule rather than burst frames out.
+        return (now if now - next_due > interval else next_due) + interval
+
+    def _wait_for_room(self, ring: FrameRing) -> bool:
+        # One slot is always the one being written; the consumer may still be copying the oldest.
+        while ring.backlog() >= ring.n_slots - 1:
+            if self.stop_event.wait(0.001):
+                return False
+        return True
+
+    def _after_end(self, source: FrameSource, ring: FrameRing) -> FrameSource | None:
+        if source.rewind():
+            return source
+        if not source.live:
+            log.info("%s: end of %s after %d frames", self.stream, source.description, ring.write_seq)
+            ring.header["state"] = _STATE["ended"]
+            return None
+        log.warning("%s: %s stopped delivering frames; re-opening", self.stream, source.description)
+        source.close()
+        ring.header["reconnects"] = int(ring.header["reconnects"]) + 1
+        ring.header["state"] = _STATE["reconnecting"]
+        self.stop_event.wait(_BACKOFF_S[0])
+        reopened = self._open(ring)
+        if reopened is not None:
+            ring.header["state"] = _STATE["running"]
+        return reopened
+
+    def _publish(self, ring: FrameRing, wakeup: zmq.Socket, masker: ScopeMasker, frame: np.ndarray,
+                 t_capture: float, mono: float) -> bool:
+        try:
+            box = masker.update(frame)
+            model_rgb = to_model_rgb(box.crop(frame), ring.model_size)
+        except InputError as exc:
+            log.warning("%s: unusable frame (%s)", self.stream, exc)
+            return False
+        shown = ring.fit_frame(frame)
+        scale = shown.shape[0] / frame.shape[0]  # the box is drawn on the (possibly shrunk) ring frame
+        seq = ring.write(shown, model_rgb, t_capture, mono,
+                         tuple(int(round(v * scale)) for v in (box.top, box.bottom, box.left, box.right)))
+        try:
+            wakeup.send(encode_wakeup(self.stream, seq), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the loop is busy or not there yet; it polls the ring header anyway
+        return True

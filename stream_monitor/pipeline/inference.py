@@ -1,0 +1,186 @@
+"""The inference process: model, scorer, batcher, alerts, publishers, metrics server, audit log.
+
+Start-up order matters for a live service: sockets are bound first (viewers may connect while the model
+loads), then the model and detector are loaded and checked against each other, then the /metrics port
+opens, and only then `ready` is set — the supervisor starts the capture processes after that, so that no
+frame is captured before something can score it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+from .. import bundled
+from ..capture.ring import FrameRing
+from ..config import ModelConfig, MonitorConfig
+from ..observability import Metrics, OpsServer
+from ..service import ServiceProcess
+from ..transport.schema import topic
+from ..transport.sockets import Publisher, prepare_endpoint
+from .audit import AuditLog
+from .batcher import Batcher
+from .loop import InferenceLoop
+from .reload import ConfigWatcher
+from .viewer_frames import ViewerFramePublisher
+
+__all__ = ["InferenceProcess", "load_scorer"]
+
+log = logging.getLogger(__name__)
+
+
+def load_scorer(config: ModelConfig) -> tuple[Any, dict]:
+    """Load classifier and NERO detector (bundled when not configured), check they belong together,
+    and build the engine's scorer. Returns (scorer, info for logs and build_info)."""
+    import torch
+
+    from ..engine import EngineOptions, Scorer, create_scorer
+    from ..models.registry import load_classifier, sha256_file
+    from ..nero import NeroDetector
+
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    checkpoint = config.checkpoint or bundled.MODEL
+    detector_path = config.detector or bundled.DETECTOR
+    model, meta = load_classifier(checkpoint)
+    weight, bias = model.head_arrays()
+    detector = NeroDetector.load(detector_path, weight=weight, bias=bias, model_sha256=sha256_file(checkpoint))
+    if config.backend == "torch-cpu-reference":
+        scorer = Scorer(model, detector, top_n=config.top_neurons, heatmaps=config.heatmap)
+    else:
+        options = EngineOptions(precision=config.precision, threads=config.threads)
+        scorer = create_scorer(model, detector, config.backend, top_n=config.top_neurons,
+                               heatmaps=config.heatmap, options=options)
+    info = {"backend": getattr(scorer, "backend", type(scorer).__name__), "model": Path(checkpoint).name,
+            "arch": str(meta.get("arch", "?")), "detector": Path(detector_path).name,
+            "threshold": detector.threshold, "class_names": detector.class_names or list(meta.get("class_names", [])),
+            "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return scorer, info
+
+
+def _check(holder: dict, which: str) -> tuple[bool, dict]:
+    loop = holder.get("loop")
+    if loop is None:  # still loading the model: alive, not ready
+        return which == "health", {"state": "loading model"}
+    return loop.health() if which == "health" else loop.readiness()
+
+
+class InferenceProcess(ServiceProcess):
+    """Runs an `InferenceLoop` over the given rings until stopped.
+
+    Args:
+        config: the validated config (paths already absolute).
+        config_path: file to watch for threshold reloads (None: no reload).
+        rings: stream name → shared-memory ring name.
+        wakeup_endpoint: where to bind the PULL socket the capture processes wake it through.
+        ready_event: set once frames can be scored.
+        info_queue: gets one dict with the bound endpoints and the metrics URL.
+        done_event: set once every source is a replay that ended and every frame was scored (the
+            process keeps serving /metrics until stopped, so that the end state can be scraped).
+        wait_for_subscribers: result subscribers to wait for before `ready` (demo: its collector and overlay).
+    """
+
+    def __init__(self, config: MonitorConfig, config_path: Path | None, rings: dict[str, str], wakeup_endpoint: str,
+                 ready_event: Any, info_queue: Any, stop_event: Any, log_queue: Any, done_event: Any = None,
+                 wait_for_subscribers: int = 0) -> None:
+        super().__init__("inference", stop_event, log_queue, config.logging.level)
+        self.config, self.config_path, self.ring_names = config, config_path, rings
+        self.wakeup_endpoint, self.ready_event, self.info_queue = wakeup_endpoint, ready_event, info_queue
+        self.done_event, self.wait_for_subscribers = done_event, wait_for_subscribers
+
+    def main(self) -> None:
+        cfg = self.config
+        context = zmq.Context()
+        closers: list[Any] = []
+        try:
+            wakeups = context.socket(zmq.PULL)
+            wakeups.setsockopt(zmq.LINGER, 0)
+            wakeups.bind(prepare_endpoint(self.wakeup_endpoint))
+            closers.append(lambda: wakeups.close(linger=0))
+            results = Publisher(context, cfg.transport.results, cfg.transport.send_hwm)
+            closers.append(results.close)
+            rings = {name: FrameRing.attach(shm) for name, shm in self.ring_names.items()}
+            closers += [ring.close for ring in rings.values()]
+            registry = CollectorRegistry()
+            ProcessCollector(registry=registry)
+            metrics = Metrics(registry, cfg.metrics.frame_rate_hz, cfg.pipeline.max_batch)
+            frames = None
+            if cfg.transport.frames:
+                frames = ViewerFramePublisher(context, cfg.transport.frames, rings, metrics, cfg.transport.send_hwm,
+                                              cfg.transport.jpeg_quality, cfg.transport.frames_max_fps)
+                frames.start()
+                closers.append(frames.stop)
+                frames.bound.wait(10)
+                if frames.error is not None:
+                    raise frames.error
+            holder: dict[str, InferenceLoop] = {}
+            ops = None
+            if cfg.metrics.enabled:
+                ops = OpsServer(registry, lambda: _check(holder, "health"), lambda: _check(holder, "readiness"),
+                                cfg.metrics.host, cfg.metrics.port).start()
+                closers.append(ops.stop)
+            # Everything is bound: tell the supervisor where, so viewers can connect while the model loads.
+            self.info_queue.put({"results": results.endpoint, "frames": frames.endpoint if frames else None,
+                                 "metrics_url": ops.url if ops else None})
+            started = time.monotonic()
+            scorer, info = load_scorer(cfg.model)
+            log.info("engine %s: %s with %s, threshold %.6g, %d torch threads (loaded in %.1f s)", info["backend"],
+                     info["model"], info["detector"], info["threshold"], info["threads"], time.monotonic() - started)
+            metrics.set_build(info["backend"], info["model"], info["detector"], arch=info["arch"], torch=info["torch"])
+            batcher = Batcher(rings, wakeups, cfg.pipeline.max_batch, cfg.pipeline.max_wait_ms / 1000,
+                              cfg.pipeline.frames_per_stream,
+                              None if cfg.pipeline.max_frame_age_ms is None else cfg.pipeline.max_frame_age_ms / 1000,
+                              on_drop=metrics.dropped)
+            audit = AuditLog(cfg.audit.path, cfg.instance)
+            closers.append(audit.close)
+            loop = holder["loop"] = InferenceLoop(cfg, scorer, info["class_names"], info["threshold"], rings,
+                                                  batcher, results, metrics, audit, frames)
+            self._serve(loop, results, ops, audit, info)
+        finally:
+            for close in reversed(closers):
+                try:
+                    close()
+                except Exception:  # shutdown must reach the audit log and the rings whatever failed before
+                    log.exception("error while shutting down")
+            context.term()
+
+    def _serve(self, loop: InferenceLoop, results: Publisher, ops: OpsServer | None, audit: AuditLog,
+               info: dict) -> None:
+        if self.wait_for_subscribers:
+            if not results.wait_for_subscribers(topic("result", ""), self.wait_for_subscribers, timeout=30):
+                log.warning("only %d of %d result subscribers connected; starting anyway",
+                            results.subscribers_under(topic("result", "")), self.wait_for_subscribers)
+        watcher = ConfigWatcher(self.config_path, self.config) if self.config_path else None
+        if watcher is not None:
+            signal.signal(signal.SIGHUP, lambda *_: setattr(watcher, "force", True))
+
+        def tick() -> None:
+            if self.done_event is not None and not self.done_event.is_set() and loop.batcher.exhausted:
+                log.info("every source ended; %d frames scored", loop.processed)
+                self.done_event.set()
+            if watcher is None:
+                return
+            new, outcome = watcher.poll()
+            if outcome:
+                loop.metrics.config_reloads.labels(outcome).inc()
+            if new is not None:
+                logging.getLogger().setLevel(new.logging.level)
+                loop.apply_config(new)
+
+        audit.write("session_start", streams=[s.name for s in self.config.streams], backend=info["backend"],
+                    model=info["model"], detector=info["detector"], threshold=info["threshold"])
+        self.ready_event.set()
+        log.info("ready: results on %s%s", results.endpoint, f", metrics on {ops.url}" if ops else "")
+        reason = "shutdown"
+        try:
+            loop.run(self.stop_event.is_set, on_tick=tick)
+        finally:
+            loop.finish(reason)
+            audit.write("session_end", reason=reason, frames_processed=loop.processed)
+            log.info("inference stopped after %d frames (%s)", loop.processed, reason)

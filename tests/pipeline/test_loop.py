@@ -1,0 +1,145 @@
+"""The inference loop in-process: real ring, real XPUB/SUB sockets, a real registry and audit log, and
+a scorer stub whose scores are written into the frames — so every number below is known in advance."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import zmq
+from prometheus_client import CollectorRegistry
+
+from stream_monitor.capture.ring import STATE_NAMES, FrameRing
+from stream_monitor.config_yaml import load_config, parse_config
+from stream_monitor.observability import Metrics
+from stream_monitor.pipeline.audit import AuditLog, read_audit_log
+from stream_monitor.pipeline.batcher import Batcher
+from stream_monitor.pipeline.loop import InferenceLoop
+from stream_monitor.pipeline.reload import ConfigWatcher
+from stream_monitor.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from stream_monitor.transport.schema import decode
+from stream_monitor.transport.sockets import Publisher, drain, make_subscriber
+
+CONFIG = """\
+version: 1
+streams:
+  - name: endo
+    source: {{kind: file, path: x.mp4}}
+alerts: {{threshold: {threshold}, enter_n: 2, enter_m: 3, clear_after_s: 0.0}}
+"""
+
+
+class StubScorer:
+    """score = the red channel's pixel value / 10 (read back from the normalised image)."""
+
+    def score_batch(self, images: np.ndarray) -> SimpleNamespace:
+        red = np.rint((images[:, 0, 0, 0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]) * 255)
+        score = red / 10.0
+        n = len(score)
+        return SimpleNamespace(
+            probs=np.tile(np.array([0.7, 0.2, 0.1], np.float32), (n, 1)), score=score, distance=score,
+            bias_term=np.zeros(n), rho=np.ones(n), top_neurons=np.tile(np.arange(3), (n, 1)),
+            deviations=np.tile(np.array([0.3, -0.2, 0.1], np.float32), (n, 1)),
+            heatmaps=np.full((n, 2, 2), 0.5, np.float32))
+
+
+@pytest.fixture
+def rig(tmp_path):
+    ring = FrameRing.create(f"sm-test-{uuid.uuid4().hex[:8]}", 64, (16, 16), 4)
+    ring.header["state"] = STATE_NAMES.index("running")
+    config_path = tmp_path / "monitor.yaml"
+    config_path.write_text(CONFIG.format(threshold=1.0))
+    config = load_config(config_path)
+    context = zmq.Context()
+    publisher = Publisher(context, f"ipc://{tmp_path}/results.sock", hwm=1000)
+    subscriber = make_subscriber(context, publisher.endpoint, [b"result/", b"alert/"], hwm=1000)
+    assert publisher.wait_for_subscribers(b"result/", 1, timeout=10)
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    audit = AuditLog(tmp_path / "alerts.jsonl", "test")
+    batcher = Batcher({"endo": ring}, None, max_batch=8, max_wait_s=0.0, on_drop=metrics.dropped)
+    loop = InferenceLoop(config, StubScorer(), ["a", "b", "c"], 99.0, {"endo": ring}, batcher, publisher, metrics, audit)
+    yield SimpleNamespace(ring=ring, loop=loop, sub=subscriber, registry=registry, audit=audit, tmp=tmp_path,
+                          config_path=config_path, config=config)
+    audit.close()
+    subscriber.close()
+    publisher.close()
+    context.term()
+    ring.close()
+    ring.unlink()
+
+
+def _frame(ring: FrameRing, score: float) -> None:
+    red = int(score * 10)
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    rgb[..., 0] = red
+    ring.write(np.zeros((16, 16, 3), np.uint8), rgb, time.time(), time.monotonic(), (0, 16, 0, 16))
+
+
+def _messages(sub) -> list[dict]:
+    time.sleep(0.05)
+    return [decode(parts[-1].buffer) for parts in drain(sub)]
+
+
+def test_results_alerts_audit_and_metrics_for_known_scores(rig):
+    for score in (0.5, 2.0, 2.0, 0.0, 0.0):
+        _frame(rig.ring, score)
+        assert rig.loop.step(1.0) == 1
+    rig.ring.header["state"] = STATE_NAMES.index("ended")
+    rig.loop.housekeeping()
+    messages = _messages(rig.sub)
+    results = [m for m in messages if m["type"] == "result"]
+    alerts = [m for m in messages if m["type"] == "alert"]
+    assert [r["score"] for r in results] == [0.5, 2.0, 2.0, 0.0, 0.0]
+    assert [r["alert"]["active"] for r in results] == [False, False, True, False, False]
+    assert [(a["event"], a["seq"]) for a in alerts] == [("start", 3), ("end", 4)]
+    first = results[0]
+    assert first["class_name"] == "a" and first["probability"] == pytest.approx(0.7) and first["threshold"] == 1.0
+    assert first["heatmap"]["h"] == 2 and first["top_neurons"]["ids"] == [0, 1, 2] and first["prev_seq"] == 0
+    assert [r["prev_seq"] for r in results[1:]] == [1, 2, 3, 4]
+    assert [r["event"] for r in read_audit_log(rig.tmp / "alerts.jsonl")] == ["alert_start", "alert_end"]
+    value = rig.registry.get_sample_value
+    assert value("stream_monitor_frames_processed_total", {"stream": "endo"}) == 5
+    assert value("stream_monitor_frames_captured_total", {"stream": "endo"}) == 5
+    assert value("stream_monitor_alerts_total", {"stream": "endo"}) == 1
+    assert value("stream_monitor_capture_to_result_latency_seconds_count", {"stream": "endo"}) == 5
+    assert value("stream_monitor_ood_score_ratio_bucket", {"stream": "endo", "le": "1.0"}) == 3
+    assert value("stream_monitor_messages_published_total", {"topic": "alert"}) == 2
+    assert value("stream_monitor_capture_state", {"stream": "endo", "stream_monitor_capture_state": "ended"}) == 1
+
+
+def test_an_alert_open_at_shutdown_is_closed_and_audited(rig):
+    for score in (2.0, 2.0):
+        _frame(rig.ring, score)
+        rig.loop.step(1.0)
+    rig.loop.finish("shutdown")
+    records = read_audit_log(rig.tmp / "alerts.jsonl")
+    assert [(r["event"], r.get("reason")) for r in records] == [("alert_start", None), ("alert_end", "shutdown")]
+
+
+def test_a_threshold_edited_in_the_file_applies_without_restart(rig):
+    watcher = ConfigWatcher(rig.config_path, rig.config, interval_s=0.0)
+    rig.config_path.write_text(CONFIG.format(threshold=5.0) + "logging: {level: WARNING}\n")
+    new, outcome = watcher.poll()
+    assert outcome == "applied"
+    rig.loop.apply_config(new)
+    _frame(rig.ring, 2.0)
+    rig.loop.step(1.0)
+    assert _messages(rig.sub)[-1]["threshold"] == 5.0
+    assert rig.registry.get_sample_value("stream_monitor_alert_threshold", {"stream": "endo"}) == 5.0
+    rig.config_path.write_text("version: 1\nstreams: []\n")  # invalid: the running settings stay
+    watcher.force = True
+    assert watcher.poll() == (None, "rejected")
+    rig.config_path.write_text(CONFIG.format(threshold=5.0).replace("x.mp4", "y.mp4")  # needs a restart
+                               + "logging: {level: WARNING}\n")
+    watcher.force = True
+    assert watcher.poll() == (None, None)
+
+
+def test_null_threshold_means_the_detectors_calibrated_one(rig):
+    config = parse_config(CONFIG.format(threshold="null"))
+    rig.loop.apply_config(config)
+    assert rig.loop.trackers["endo"].threshold == 99.0
