@@ -4,9 +4,10 @@
 setup:
 	bash scripts/setup.sh
 
-# The main job on the embedded default: CPU, bundled model, real data in ../shared/data.
+# The main job on the embedded default: the live pipeline on the CPU with the bundled model and
+# detector, on a real ID → OOD → ID clip assembled from ../shared/data (results/demo/).
 run: setup
-	.venv/bin/stream-monitor eval --dev-benchmark --out results/dev-benchmark
+	.venv/bin/stream-monitor demo
 
 # The test suite, with the Debian packages its integration tests drive (chromium, prometheus).
 test:

@@ -22,9 +22,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("stream_monitor.commands.eval", "NERO vs every baseline on ID and OOD sets: reports and plots"),
     "explain": ("stream_monitor.commands.explain", "why an image scored as it did: parts, neurons, heatmap"),
     "inspect": ("stream_monitor.commands.inspect", "show what a detector artifact holds"),
+    "demo": ("stream_monitor.commands.demo", "the live pipeline end to end on a real ID → OOD → ID clip (CPU)"),
+    "run": ("stream_monitor.commands.run", "run the live monitor from a YAML config"),
+    "overlay": ("stream_monitor.commands.overlay", "show a running monitor's results: window, MP4, MJPEG page"),
+    "validate-config": ("stream_monitor.commands.validate_config", "check monitor config files, errors with line numbers"),
 }
 
 EPILOG = """examples:
+  stream-monitor demo                           # the live pipeline on a real clip: annotated MP4 + summary
   stream-monitor run --config configs/monitor.example.yaml
   stream-monitor validate-config configs/monitor.example.yaml
   stream-monitor eval --dev-benchmark --out results/dev-benchmark
@@ -35,7 +40,10 @@ EPILOG = """examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or with `only` a parser in which just that command's module is imported (the
+    others are listed with their one-line help): a command then starts without importing torch, timm or
+    matplotlib for the commands it does not run — `overlay` and `validate-config` need none of them."""
     parser = argparse.ArgumentParser(
         prog="stream-monitor",
         description="Real-time out-of-distribution monitor for endoscopy video (NERO).",
@@ -45,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stream-monitor {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=help_text)
+            continue
         module = importlib.import_module(module_name)
         command = sub.add_parser(
             name,
@@ -58,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    chosen = next((w for w in words if not w.startswith("-")), None)
+    parser = build_parser(only=chosen if chosen in COMMANDS else "")
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

@@ -1,0 +1,54 @@
+"""Run the live monitor from a config file: one capture process per stream, the inference process
+(model + NERO, alerts, ZeroMQ results, /metrics /healthz /readyz, audit log), and the overlay when the
+config has an `overlay:` section. Runs until Ctrl-C or SIGTERM; `--until-done` stops once every source
+is a replay that ended and was scored. Edit the file's `alerts:` sections while it runs (or send SIGHUP
+to the inference process) to change thresholds and hysteresis without a restart.
+
+examples:
+  stream-monitor run --config configs/monitor.example.yaml
+  stream-monitor run --config configs/file-replay.example.yaml --until-done
+  stream-monitor overlay --config configs/monitor.example.yaml --serve 8090   # in a second terminal
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+from ..config_yaml import load_config
+from ..pipeline.supervisor import Monitor
+from ..service import configure_logging
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, help="monitor config (YAML); see configs/")
+    parser.add_argument("--until-done", action="store_true",
+                        help="exit once every source is a replay that ended and all its frames were scored")
+    parser.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    parser.add_argument("--no-reload", action="store_true", help="do not watch the config file for changes")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    configure_logging(config.logging.level)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    monitor = Monitor(config, None if args.no_reload else args.config.resolve())
+    try:
+        endpoints = monitor.start()
+        print(f"stream-monitor: {len(config.streams)} stream(s); results on {endpoints.results}"
+              + (f", viewer frames on {endpoints.frames}" if endpoints.frames else "")
+              + (f", metrics on {endpoints.metrics_url}/metrics" if endpoints.metrics_url else ""), flush=True)
+        monitor.wait(args.duration, until_done=args.until_done, should_stop=stop.is_set)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        codes = monitor.stop()
+        signal.signal(signal.SIGTERM, previous)
+    failed = {name: code for name, code in codes.items() if code not in (0, None)}
+    if failed:
+        print(f"stream-monitor run: processes exited with errors: {failed}")
+        return 1
+    return 0
