@@ -98,14 +98,28 @@ def eager_baseline(arch: str) -> float:
         return THROUGHPUT_BATCH / cuda_time(lambda: model(x), repeat=10)
 
 
+def guarded(what: str, fn: Any, errors: list[str]) -> Any:
+    """Run one measurement; a failure is recorded (and printed) instead of losing the other rows."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - one broken row must not hide the others' numbers
+        logging.exception("%s failed", what)
+        errors.append(f"{what}: {type(exc).__name__}: {exc}")
+        return None
+
+
 def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("gpu_bench.py needs a CUDA GPU (torch.cuda.is_available() is False)")
     gpu = torch.cuda.get_device_name()
     backends = ["torch-cuda"] + (["tensorrt"] if backend_class("tensorrt").available()[0] else [])
     before = load()
-    rows = [bench(arch, backend) for arch in ("resnet18", "efficientnet_lite0") for backend in backends]
-    eager = {arch: eager_baseline(arch) for arch in ("resnet18", "efficientnet_lite0")}
+    errors: list[str] = []
+    rows = [guarded(f"{arch} {backend}", lambda a=arch, b=backend: bench(a, b), errors)
+            for arch in ("resnet18", "efficientnet_lite0") for backend in backends]
+    rows = [r for r in rows if r is not None]
+    eager = {arch: guarded(f"{arch} eager", lambda a=arch: eager_baseline(a), errors)
+             for arch in ("resnet18", "efficientnet_lite0")}
     lines = ["| model | back-end | host→score latency ms/frame (batch 1) | frames/s (batch 256, host→score) | "
              "Numba kernels % of engine (b1 / b256) |", "|---|---|---|---|---|"]
     for r in rows:
@@ -115,11 +129,14 @@ def main() -> None:
                      f"{k[f'batch{THROUGHPUT_BATCH}']['kernel_share_of_engine'] * 100:.2f}% |")
     skipped = [] if "tensorrt" in backends else [f"tensorrt skipped: {backend_class('tensorrt').available()[1]}"]
     markdown = ("\n".join(lines) + "\n\nTorch eager fp32 model forward only, batch 256, device-resident input: "
-                + ", ".join(f"{a} {v:.0f} frames/s" for a, v in eager.items()) + "\n\n" + "\n".join(skipped) + "\n")
+                + ", ".join(f"{a} {v:.0f} frames/s" for a, v in eager.items() if v is not None) + "\n\n"
+                + "\n".join(skipped + [f"FAILED {e}" for e in errors]) + "\n")
     path = write_results("gpu_bench", gpu, {"rows": rows, "eager_fp32_frames_per_s": eager, "skipped": skipped,
-                                            "load_before": before}, markdown)
+                                            "errors": errors, "load_before": before}, markdown)
     print(markdown)
     print(f"written {path}")
+    if errors:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

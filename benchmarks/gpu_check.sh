@@ -5,7 +5,8 @@
 #
 # Needs python3 with torch (CUDA), numba-cuda, timm, torchvision, numpy, opencv, matplotlib, pytest — the
 # project's GPU image has them. Anything missing can travel as wheels in benchmarks/wheels/ (ignored by
-# git): they are installed offline into a private target, never into the system. torch-tensorrt is
+# git; `bash benchmarks/fetch_gpu_wheels.sh` fetches them, and says why each is needed): they are
+# installed offline into a private target, never into the system. torch-tensorrt is
 # optional: its tests and benchmark rows run only when it imports, and say why when it does not.
 # The package is not pip-installed: stream_monitor/ plus kernels/ (as stream_monitor.kernels, which is
 # what pyproject's package-dir does) are copied into a scratch tree with the tests and benchmarks.
