@@ -21,7 +21,7 @@ from . import cpu, reference
 from .reference import FLAG_INVALID, FLAG_OVER
 
 __all__ = ["FLAG_INVALID", "FLAG_OVER", "fuse_scores", "implementation_for", "low_relevance_ratio", "nearest_l1",
-           "threshold_flags", "top_abs"]
+           "score_stage", "threshold_flags", "top_abs"]
 
 
 def _is_torch(x: Any) -> bool:
@@ -164,6 +164,35 @@ def threshold_flags(score: Any, threshold: float) -> Any:
     flags = np.empty(len(s), dtype=np.uint8)
     cpu.threshold_flags(s, float(threshold), flags)
     return _wrap(flags, score)
+
+
+def score_stage(projected: Any, centroids: Any, relevance: Any, raw_means: Any, bias_relevance: Any, rho: Any,
+                lam: float, threshold: float, switches: tuple[bool, bool, bool] = (True, True, True),
+                residual: Any = None) -> dict[str, Any]:
+    """The scoring stage after the graph: nearest centroid, fused score, flags and the explanation's
+    nearest raw class mean (L1 over [relevance, R_bias] against raw_means (C, D+1)).
+
+    Returns distance, index, reference (int64), score, bias_term, flags (uint8), each (B,). On CUDA
+    tensors it is one kernel launch (`cuda.score_rows`); elsewhere the single kernels in turn.
+    """
+    if implementation_for(projected) == "numba-cuda":
+        cuda, stream, allocate = _cuda_context(projected)
+        dtype = _float_dtype(projected)
+        rows = projected.shape[0]
+        made = [allocate((rows,), t) for t in (dtype, np.int64, np.int64, dtype, dtype, np.uint8)]
+        from . import cuda as cuda_kernels
+
+        view = lambda x: None if x is None else _device_view(cuda, x)  # noqa: E731
+        cuda_kernels.score_rows(view(projected), view(centroids), view(relevance), view(raw_means),
+                                view(bias_relevance), view(rho), view(residual), lam, switches, threshold,
+                                tuple(m[1] for m in made), stream)
+        return dict(zip(("distance", "index", "reference", "score", "bias_term", "flags"), (m[0] for m in made)))
+    distance, index = nearest_l1(projected, centroids)
+    score, bias_term = fuse_scores(distance, bias_relevance, rho, lam, *switches, residual=residual)
+    raw = np.concatenate([_host(relevance), _host(bias_relevance, _host(relevance).dtype)[:, None]], axis=1)
+    _, reference_index = nearest_l1(raw, _host(raw_means, raw.dtype))
+    return {"distance": distance, "index": index, "reference": _wrap(reference_index, projected), "score": score,
+            "bias_term": bias_term, "flags": threshold_flags(score, threshold)}
 
 
 def low_relevance_ratio(features: Any, relevance: Any, k: int) -> Any:

@@ -81,14 +81,11 @@ class EngineScorer:
     def _finish_on_device(self, out: dict[str, Tensor], threshold: float) -> ScoredBatch:
         """The GPU path: kernels dispatched by where the tensors live, one copy to the host at the end.
         (Device-agnostic: on CPU tensors it runs the Numba CPU kernels one by one, which CI tests.)"""
-        rho = out["rho"] if "rho" in out else kernels.low_relevance_ratio(out["features"], out["relevance"], self._k)
-        distance, _ = kernels.nearest_l1(out["projected"], self._centroids)
-        score, bias_term = kernels.fuse_scores(distance, out["bias_relevance"], rho, self._lambda, *self._switches,
-                                               residual=out.get("residual"))
-        flags = kernels.threshold_flags(score, threshold)
-        top_neurons, deviations, heat = self._explain(out)
-        host = _to_host({"probs": out["probs"], "score": score, "distance": distance, "bias_term": bias_term,
-                         "rho": rho, "flags": flags, "top": top_neurons, "dev": deviations, "heat": heat})
+        stage = self.score_stage(out, threshold)
+        top_neurons, deviations, heat = self._explain(out, stage["reference"])
+        host = _to_host({"probs": out["probs"], "score": stage["score"], "distance": stage["distance"],
+                         "bias_term": stage["bias_term"], "rho": stage["rho"], "flags": stage["flags"],
+                         "top": top_neurons, "dev": deviations, "heat": heat})
         return ScoredBatch(
             probs=host["probs"].astype(np.float32, copy=False),
             predicted=host["probs"].argmax(axis=1),
@@ -116,11 +113,20 @@ class EngineScorer:
             deviations=parts["top_deviation"], heatmaps=parts["heat"],
         )
 
-    def _explain(self, out: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Top-n neurons by |R_d − μ_{c,d}| against the nearest raw class mean (L1 over D+1), and the heatmap."""
+    def score_stage(self, out: dict[str, Tensor], threshold: float) -> dict[str, Tensor]:
+        """The Numba kernels' part of the GPU path (one fused launch on CUDA tensors): distance, score,
+        bias_term, flags, the explanation's nearest raw class mean (`reference`), and ρ.
+        (Public so that benchmarks time exactly what the engine runs.)"""
+        rho = out["rho"] if "rho" in out else kernels.low_relevance_ratio(out["features"], out["relevance"], self._k)
+        stage = kernels.score_stage(out["projected"], self._centroids, out["relevance"], self._raw_means,
+                                    out["bias_relevance"], rho, self._lambda, threshold, self._switches,
+                                    residual=out.get("residual"))
+        return {**stage, "rho": rho}
+
+    def _explain(self, out: dict[str, Tensor], reference: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Top-n neurons by |R_d − μ_{c,d}| against the nearest raw class mean (`reference`, from the
+        scoring stage), and the heatmap."""
         relevance = out["relevance"]
-        raw = torch.cat([relevance, out["bias_relevance"][:, None]], dim=1)
-        _, reference = kernels.nearest_l1(raw, self._raw_means)
         reference = torch.as_tensor(reference, device=relevance.device).clamp_min(0)  # -1 (NaN row) → any class
         deviation = relevance - self._raw_means[reference, :-1]
         top_n = min(self.top_n, relevance.shape[1])

@@ -79,3 +79,39 @@ def test_too_many_centroids_is_a_clear_error() -> None:
     samples, centroids = distance_problem(1, 4, cuda_kernels.MAX_CENTROIDS + 1, np.float32)
     with pytest.raises(ValueError, match="centroids"):
         dispatch.nearest_l1(cuda.to_device(samples), cuda.to_device(centroids))
+
+
+@pytest.mark.parametrize("switches", [(True, True, True), (False, True, False), (False, False, True)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_fused_score_stage_equals_the_single_kernels_on_the_host(switches: tuple[bool, bool, bool],
+                                                                    dtype: type) -> None:
+    """One launch (nearest centroid, fusion, flags, nearest raw class mean) = the reference kernels in
+    turn, NaN rows and centroid ties included."""
+    rng = np.random.default_rng(1)
+    width, n_classes = 512, 3
+    for batch, n_centroids in CASES:
+        projected, centroids = distance_problem(batch, 40, n_centroids, dtype, seed=batch)
+        relevance = rng.normal(size=(batch, width)).astype(dtype)
+        bias_relevance = rng.normal(size=batch).astype(dtype)
+        raw_means = rng.normal(size=(n_classes, width + 1)).astype(dtype)
+        rho = rng.random(batch).astype(dtype)
+        residual = rng.random(batch).astype(dtype) if switches == (False, False, True) else None
+        if batch > 2:
+            projected[1, 3] = np.nan
+            relevance[2, 7] = np.nan
+        scores = np.sort(reference.fuse_scores(reference.nearest_l1(projected, centroids)[0], bias_relevance, rho,
+                                               2.5, *switches, residual)[0])
+        scores = scores[np.isfinite(scores)]
+        # Between two scores, never on one: a score equal to the threshold would flip on rounding.
+        threshold = float(scores[0] / 2 if len(scores) < 2 else (scores[0] + scores[1]) / 2)
+        device = {name: cuda.to_device(x) for name, x in (("p", projected), ("c", centroids), ("r", relevance),
+                                                           ("m", raw_means), ("b", bias_relevance), ("rho", rho))}
+        fused = dispatch.score_stage(device["p"], device["c"], device["r"], device["m"], device["b"], device["rho"],
+                                     2.5, threshold, switches,
+                                     residual=None if residual is None else cuda.to_device(residual))
+        host = dispatch.score_stage(projected, centroids, relevance, raw_means, bias_relevance, rho, 2.5, threshold,
+                                    switches, residual=residual)
+        for name in ("distance", "score", "bias_term"):
+            np.testing.assert_allclose(fused[name].copy_to_host(), host[name], rtol=RTOL[dtype], err_msg=name)
+        for name in ("index", "reference", "flags"):
+            np.testing.assert_array_equal(fused[name].copy_to_host(), host[name], err_msg=name)
