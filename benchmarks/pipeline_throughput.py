@@ -4,9 +4,10 @@
 
 1. Throughput: a real MP4 (the 30 fps gastric-ulcer clip, 387 frames, 520 × 462) replayed as fast as
    possible through the whole pipeline — capture process (decode, scope crop, resize), shared-memory
-   ring, batcher, the engine's `Scorer` (backbone + NERO + heatmaps), alerts, msgpack over ZeroMQ — with
-   `lossless: true` (the capture waits for the model, so every frame is scored in batches of B), against
-   the backbone alone (`model(x)` on a ready (B, 3, 224, 224) tensor, same model, threads and B),
+   ring, batcher, the engine (backbone + NERO + heatmaps; `--backend`, `--precision` as in the live
+   config), alerts, msgpack over ZeroMQ — with `lossless: true` (the capture waits for the model, so
+   every frame is scored in batches of B), against the same engine's compiled graph alone on a ready
+   (B, 3, 224, 224) array (`model(x)` for `--backend torch-cpu-reference`; same model, threads and B),
    measured before and after each pipeline run; `--repeats` pairs, median ratio. Target: ratio ≥ 0.9.
    The same replay in live mode (drop-oldest, newest frame only) is reported too.
 2. Latency: the first 150 frames of the clip replayed at real-time pacing (`--rates` frames/s) in live
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -36,17 +38,31 @@ from stream_monitor import bundled  # noqa: E402
 from stream_monitor.config import MonitorConfig  # noqa: E402
 from stream_monitor.demo_summary import RunRecord, latency_summary, metric, scrape  # noqa: E402
 from stream_monitor.evaluation.datasets import SHARED_DATA  # noqa: E402
+from stream_monitor.engine import EngineOptions, create_scorer  # noqa: E402
 from stream_monitor.models.registry import load_classifier  # noqa: E402
+from stream_monitor.nero import NeroDetector  # noqa: E402
 from stream_monitor.pipeline.supervisor import Monitor  # noqa: E402
 from stream_monitor.transport.collector import ResultCollector  # noqa: E402
 
 CLIP = SHARED_DATA / "clips" / "ulcer_detection_Endoscopy_0_gastric_ulcer.mp4"
 
 
-def backbone_fps(model: torch.nn.Module, batch: int, min_time: float) -> float:
-    x = torch.randn(batch, 3, 224, 224)
+def backbone_runner(model: torch.nn.Module) -> tuple[Callable[[np.ndarray], object], str]:
+    """What the pipeline's throughput is compared with: the same back-end, precision and threads as the
+    pipeline's engine, running its compiled graph alone (backbone + NERO head: a slightly higher bar
+    than the backbone) — or the eager model for the unfused reference path."""
+    if ARGS.backend == "torch-cpu-reference":
+        return (lambda x: model(torch.from_numpy(x))), "torch eager model(x)"
+    detector = NeroDetector.load(ARGS.detector)
+    options = EngineOptions(precision=ARGS.precision, threads=ARGS.threads, max_batch=max(ARGS.batches))
+    scorer = create_scorer(model, detector, ARGS.backend, options=options)
+    return scorer.engine.run, f"{scorer.engine.describe()}: compiled graph alone"
+
+
+def backbone_fps(run: Callable[[np.ndarray], object], batch: int, min_time: float) -> float:
+    x = np.random.default_rng(0).normal(size=(batch, 3, 224, 224)).astype(np.float32)
     with torch.inference_mode():
-        timing = timeit(lambda: model(x), repeat=10, warmup=3, min_time=min_time)
+        timing = timeit(lambda: run(x), repeat=10, warmup=3, min_time=min_time)
     return batch / timing["median_s"]
 
 
@@ -54,7 +70,8 @@ def run_pipeline(work: Path, source: dict, threads: int, batch: int, per_stream:
     config = MonitorConfig.model_validate({
         "instance": f"bench{int(time.time() * 1000) % 10**8}",
         "streams": [{"name": "clip", "source": source}],
-        "model": {"checkpoint": str(ARGS.model), "detector": str(ARGS.detector), "threads": threads},
+        "model": {"checkpoint": str(ARGS.model), "detector": str(ARGS.detector), "threads": threads,
+                  "backend": ARGS.backend, "precision": ARGS.precision},
         "pipeline": {"max_batch": batch, "frames_per_stream": per_stream, "ring_slots": slots, "max_frame_size": [640, 480]},
         "transport": {"results": f"ipc://{work}/results.sock", "frames": None},
         "metrics": {"port": 0}, "audit": {"path": str(work / "alerts.jsonl")}, "logging": {"level": "WARNING"},
@@ -100,6 +117,8 @@ def main() -> None:
     torch.set_num_threads(ARGS.threads)
     model, _ = load_classifier(ARGS.model)
     model.eval()
+    run_backbone, baseline = backbone_runner(model)
+    print(f"baseline: {baseline}", flush=True)
     rows, latency_rows = [], []
     with tempfile.TemporaryDirectory(prefix="sm-bench-") as tmp:
         work = Path(tmp)
@@ -108,11 +127,11 @@ def main() -> None:
             # runs and take the median of the per-pair ratios.
             pairs = []
             for _ in range(ARGS.repeats):
-                before = backbone_fps(model, batch, ARGS.min_time)
+                before = backbone_fps(run_backbone, batch, ARGS.min_time)
                 # A replay ring deep enough that the capture process can run ahead while descheduled.
                 lossless = run_pipeline(work, {"kind": "file", "path": str(CLIP), "pace": "max", "lossless": True},
                                         ARGS.threads, batch, batch, max(16, 4 * batch))
-                after = backbone_fps(model, batch, ARGS.min_time)
+                after = backbone_fps(run_backbone, batch, ARGS.min_time)
                 pairs.append({"backbone_fps_before": before, "backbone_fps_after": after, "pipeline": lossless,
                               "ratio": lossless["scored_fps"] / ((before + after) / 2)})
                 print(f"B={batch}: backbone {before:.1f} / {after:.1f} frames/s, pipeline {lossless['scored_fps']:.1f} "
@@ -148,10 +167,12 @@ def main() -> None:
         lat = r["latency"]
         table.append(f"| {r['rate_fps']} fps | {r['frames_scored']}/150 | {lat['p50_ms']} ms | {lat['p95_ms']} ms | "
                      f"{lat['p99_ms']} ms | {r['p99_in_frame_periods']:.2f} |")
-    note = (f"\n{ARGS.threads} torch thread(s); model {ARGS.model.name}, detector {ARGS.detector.name}; "
+    note = (f"\nBack-end {ARGS.backend}, {ARGS.precision}; baseline: {baseline}. "
+            f"{ARGS.threads} thread(s); model {ARGS.model.name}, detector {ARGS.detector.name}; "
             f"source {CLIP.name}. Load average while it ran: {load()['loadavg_1_5_15']}.\n")
     print("\n".join(table) + note)
-    write_results("pipeline_throughput", cpu_name(), {"threads": ARGS.threads, "throughput": rows, "live_full_speed": live,
+    write_results("pipeline_throughput", cpu_name(), {"threads": ARGS.threads, "backend": ARGS.backend,
+                                                      "precision": ARGS.precision, "baseline": baseline, "throughput": rows, "live_full_speed": live,
                                                       "paced": latency_rows, "load": load()}, "\n".join(table) + "\n" + note)
 
 
@@ -160,6 +181,9 @@ if __name__ == "__main__":
     parser.add_argument("--model", type=Path, default=bundled.MODEL)
     parser.add_argument("--detector", type=Path, default=bundled.DETECTOR)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--backend", default="auto", help="the live config's model.backend (auto, torch-cpu, "
+                        "openvino, torch-cpu-reference, ...)")
+    parser.add_argument("--precision", default="fp32", help="the live config's model.precision")
     parser.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4])
     parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[10.0, 20.0])
     parser.add_argument("--min-time", type=float, default=5.0)
