@@ -13,6 +13,8 @@ Rows with NaN get NaN / -1 / the INVALID flag, as `reference.py` defines.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -66,7 +68,7 @@ def _cuda_context(like: Any) -> tuple[Any, Any, Any]:
     if _is_torch(like):
         import torch
 
-        stream = cuda.external_stream(torch.cuda.current_stream(like.device).cuda_stream)
+        stream = _external_stream(cuda, torch.cuda.current_stream(like.device).cuda_stream)
 
         def allocate(shape: tuple[int, ...], dtype: Any) -> tuple[Any, Any]:
             tensor = torch.empty(shape, dtype=getattr(torch, np.dtype(dtype).name), device=like.device)
@@ -81,12 +83,37 @@ def _cuda_context(like: Any) -> tuple[Any, Any, Any]:
     return cuda, 0, allocate_numba
 
 
+@lru_cache(maxsize=16)
+def _external_stream(cuda: Any, handle: int) -> Any:
+    return cuda.external_stream(handle)
+
+
+# Numba's view of a torch tensor costs tens of microseconds to build (it parses the tensor's
+# __cuda_array_interface__ and queries the driver), which at live batch sizes is most of a launch.
+# The engine's tensors repeat from call to call (CUDA-graph outputs are static), so views are kept,
+# keyed by what makes them identical. A kept view holds its tensor, so the memory behind a key cannot
+# be handed to another tensor while the key is cached: a hit is always the same memory.
+_VIEWS: OrderedDict[tuple, Any] = OrderedDict()
+_VIEWS_KEPT = 32
+
+
 def _device_view(cuda: Any, x: Any) -> Any:
-    # sync=False: the kernels run on torch's current stream, so they are already ordered after the
-    # kernels that produced x; the default would make Numba synchronise on x's stream first.
-    if _is_torch(x):
-        return cuda.as_cuda_array(x.detach().contiguous(), sync=False)
-    return x
+    if not _is_torch(x):
+        return x
+    x = x.detach()
+    if not x.is_contiguous():
+        x = x.contiguous()
+    key = (x.data_ptr(), tuple(x.shape), x.dtype, x.device.index)
+    view = _VIEWS.get(key)
+    if view is None:
+        # sync=False: the kernels run on torch's current stream, so they are already ordered after the
+        # kernels that produced x; the default would make Numba synchronise on x's stream first.
+        view = _VIEWS[key] = cuda.as_cuda_array(x, sync=False)
+        if len(_VIEWS) > _VIEWS_KEPT:
+            _VIEWS.popitem(last=False)
+    else:
+        _VIEWS.move_to_end(key)
+    return view
 
 
 def _float_dtype(x: Any) -> Any:
@@ -168,7 +195,7 @@ def threshold_flags(score: Any, threshold: float) -> Any:
 
 def score_stage(projected: Any, centroids: Any, relevance: Any, raw_means: Any, bias_relevance: Any, rho: Any,
                 lam: float, threshold: float, switches: tuple[bool, bool, bool] = (True, True, True),
-                residual: Any = None) -> dict[str, Any]:
+                residual: Any = None, outputs: tuple[Any, ...] | None = None) -> dict[str, Any]:
     """The scoring stage after the graph: nearest centroid, fused score, flags and the explanation's
     nearest raw class mean (L1 over [relevance, R_bias] against raw_means (C, D+1)).
 
@@ -179,14 +206,18 @@ def score_stage(projected: Any, centroids: Any, relevance: Any, raw_means: Any, 
         cuda, stream, allocate = _cuda_context(projected)
         dtype = _float_dtype(projected)
         rows = projected.shape[0]
-        made = [allocate((rows,), t) for t in (dtype, np.int64, np.int64, dtype, dtype, np.uint8)]
+        view = lambda x: None if x is None else _device_view(cuda, x)  # noqa: E731
+        if outputs is None:
+            pairs = [allocate((rows,), t) for t in (dtype, np.int64, np.int64, dtype, dtype, np.uint8)]
+            made, views = [p[0] for p in pairs], tuple(p[1] for p in pairs)
+        else:
+            made, views = list(outputs), tuple(view(o) for o in outputs)
         from . import cuda as cuda_kernels
 
-        view = lambda x: None if x is None else _device_view(cuda, x)  # noqa: E731
         cuda_kernels.score_rows(view(projected), view(centroids), view(relevance), view(raw_means),
                                 view(bias_relevance), view(rho), view(residual), lam, switches, threshold,
-                                tuple(m[1] for m in made), stream)
-        return dict(zip(("distance", "index", "reference", "score", "bias_term", "flags"), (m[0] for m in made)))
+                                views, stream)
+        return dict(zip(("distance", "index", "reference", "score", "bias_term", "flags"), made))
     distance, index = nearest_l1(projected, centroids)
     score, bias_term = fuse_scores(distance, bias_relevance, rho, lam, *switches, residual=residual)
     raw = np.concatenate([_host(relevance), _host(bias_relevance, _host(relevance).dtype)[:, None]], axis=1)

@@ -57,6 +57,7 @@ class EngineScorer:
         as32 = lambda name: torch.from_numpy(np.ascontiguousarray(arrays[name], np.float32)).to(device)  # noqa: E731
         self._centroids = as32("centroids")
         self._raw_means = as32("raw_class_means")
+        self._outputs: dict[tuple, tuple[Tensor, ...]] = {}
 
     @property
     def threshold(self) -> float:
@@ -120,8 +121,21 @@ class EngineScorer:
         rho = out["rho"] if "rho" in out else kernels.low_relevance_ratio(out["features"], out["relevance"], self._k)
         stage = kernels.score_stage(out["projected"], self._centroids, out["relevance"], self._raw_means,
                                     out["bias_relevance"], rho, self._lambda, threshold, self._switches,
-                                    residual=out.get("residual"))
+                                    residual=out.get("residual"), outputs=self._stage_outputs(out["projected"]))
         return {**stage, "rho": rho}
+
+    def _stage_outputs(self, projected: Tensor) -> tuple[Tensor, ...] | None:
+        """Output buffers for the CUDA scoring stage, kept per batch size: results are copied to the
+        host before `finish` returns, so reusing them is safe, and it saves an allocation and a Numba
+        view per output per call."""
+        if not projected.is_cuda:
+            return None
+        rows, dtype = projected.shape[0], projected.dtype
+        key = (rows, dtype)
+        if key not in self._outputs:
+            self._outputs[key] = tuple(torch.empty(rows, dtype=t, device=projected.device)
+                                       for t in (dtype, torch.int64, torch.int64, dtype, dtype, torch.uint8))
+        return self._outputs[key]
 
     def _explain(self, out: dict[str, Tensor], reference: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Top-n neurons by |R_d − μ_{c,d}| against the nearest raw class mean (`reference`, from the

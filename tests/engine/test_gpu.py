@@ -68,6 +68,21 @@ def test_fused_head_on_gpu_matches_the_detector_on_its_own_features(resnet: Setu
     np.testing.assert_allclose(got.score, resnet.detector.score(features), rtol=1e-5)
 
 
+def test_repeated_calls_never_see_a_previous_batch(resnet: Setup) -> None:
+    """The engine keeps output buffers and Numba views of its static CUDA-graph tensors between calls:
+    each call's results must still be its own frames' (same batch size, different frames, in turn)."""
+    scorer = create_scorer(resnet.model, resnet.detector, "torch-cuda", options=_options(precision="fp32"))
+    half = len(resnet.images) // 2
+    first, second = resnet.images[:half], resnet.images[half:2 * half]
+    expected = [scorer.score_batch(x).score.copy() for x in (first, second)]
+    for _ in range(3):
+        for x, want in zip((first, second), expected):
+            np.testing.assert_array_equal(scorer.score_batch(x).score, want)
+    assert not np.allclose(expected[0], expected[1])
+    np.testing.assert_allclose(expected[0], resnet.detector.score(
+        scorer.engine.run(first)["features"].double().cpu().numpy()), rtol=1e-5)
+
+
 @pytest.mark.tensorrt
 @pytest.mark.skipif(not _has_tensorrt(), reason="torch_tensorrt is not installed (it cannot be, in CI)")
 def test_tensorrt_engine_builds_caches_and_matches(resnet: Setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
