@@ -181,3 +181,21 @@ def test_histogram_quantile_matches_the_published_results(scraped, histogram, fi
         assert math.isfinite(got) and got == pytest.approx(expected, rel=1e-9), (q, got, expected)
     if histogram == LATENCY:  # seconds, not milliseconds: a frame on a CPU takes 10 ms – 3 s here
         assert 0.005 < got < 5.0
+
+
+# Panels that are empty on a healthy monitor that nobody touched: no Prometheus alert fires, no
+# start-up check failed, and the config-reload counter's `result` series appear with the first reload.
+_EMPTY_WHEN_HEALTHY = ("ALERTS{", "stream_monitor_startup_check_failed", "stream_monitor_config_reloads_total")
+
+
+def test_every_dashboard_query_answers_from_the_live_monitor(scraped):
+    """Each expression of the Grafana dashboard, as Grafana would send it with every monitor and stream
+    selected, is valid PromQL for this Prometheus and returns series from the real monitor."""
+    from .dashboard import DASHBOARDS, expressions, instantiate
+
+    prometheus, _, _ = scraped
+    for path in DASHBOARDS:
+        for expr in expressions(path):
+            result = prometheus.query(instantiate(expr, f"{5 * SCRAPE_S}s"))
+            if not any(marker in expr for marker in _EMPTY_WHEN_HEALTHY):
+                assert result, f"{path.name}: no data for {expr}"
