@@ -44,7 +44,7 @@ def _retrained_checkpoint(folder):
     return path
 
 
-def test_mismatched_detector_is_visible_to_prometheus_and_exits_nonzero(tmp_path, shared_data):
+def test_mismatched_detector_is_visible_to_prometheus_and_exits_nonzero(tmp_path, shared_data, no_leaks):
     binary = tool("prometheus")
     ports = {"metrics": _port(), "results": _port(), "prometheus": _port()}
     config = tmp_path / "monitor.yaml"
