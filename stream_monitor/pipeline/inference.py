@@ -141,9 +141,10 @@ class InferenceProcess(ServiceProcess):
             except StreamMonitorError as exc:
                 metrics.startup_check_failed.labels("model_detector").set(1)
                 holder["failure"] = str(exc)
-                log.error("model / detector check failed: %s (exiting in %.0f s; /metrics shows "
-                          "stream_monitor_startup_check_failed until then)", exc, STARTUP_FAILURE_VISIBLE_S)
-                self.stop_event.wait(STARTUP_FAILURE_VISIBLE_S)
+                if ops is not None:  # nobody to see the gauge otherwise
+                    log.error("model / detector check failed: %s (exiting in %.0f s; /metrics shows "
+                              "stream_monitor_startup_check_failed until then)", exc, STARTUP_FAILURE_VISIBLE_S)
+                    self.stop_event.wait(STARTUP_FAILURE_VISIBLE_S)
                 raise
             log.info("engine %s: %s with %s, threshold %.6g, %d torch threads (loaded in %.1f s)", info["backend"],
                      info["model"], info["detector"], info["threshold"], info["threads"], time.monotonic() - started)
