@@ -78,6 +78,8 @@ class Metrics:
         self.capture_state = Enum(f"{p}_capture_state", "State of the stream's capture process", ["stream"],
                                   states=list(STATE_NAMES), registry=r)
         self.build = Info(f"{p}_build", "Version and back-end of this monitor", registry=r)
+        self.startup_check_failed = Gauge(f"{p}_startup_check_failed", "1 when a start-up check failed and the "
+                                          "process is about to exit (check: model_detector)", ["check"], registry=r)
         self._synced: dict[str, dict[str, int]] = {}
 
     def set_build(self, backend: str, model: str, detector: str, **extra: str) -> None:

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from .. import bundled
 from ..capture.ring import FrameRing
 from ..config import ModelConfig, MonitorConfig
+from ..errors import StreamMonitorError
 from ..observability import Metrics, OpsServer
 from ..service import ServiceProcess
 from ..transport.schema import topic
@@ -33,6 +34,10 @@ from .viewer_frames import ViewerFramePublisher
 __all__ = ["InferenceProcess", "load_scorer"]
 
 log = logging.getLogger(__name__)
+# A model / detector that fail their start-up check end the process, which Prometheus sees only as
+# `up == 0`; the failure's gauge stays scrapeable this long first (two scrapes at 15 s) so an alert can
+# say why (deploy/prometheus/rules/startup.rules.yml).
+STARTUP_FAILURE_VISIBLE_S = 30.0
 
 
 def load_scorer(config: ModelConfig) -> tuple[Any, dict]:
@@ -65,6 +70,8 @@ def load_scorer(config: ModelConfig) -> tuple[Any, dict]:
 
 
 def _check(holder: dict, which: str) -> tuple[bool, dict]:
+    if "failure" in holder:  # about to exit: alive (the exit is on purpose), never ready
+        return which == "health", {"state": "start-up check failed", "error": holder["failure"]}
     loop = holder.get("loop")
     if loop is None:  # still loading the model: alive, not ready
         return which == "health", {"state": "loading model"}
@@ -119,7 +126,7 @@ class InferenceProcess(ServiceProcess):
                 frames.bound.wait(10)
                 if frames.error is not None:
                     raise frames.error
-            holder: dict[str, InferenceLoop] = {}
+            holder: dict[str, Any] = {}  # "loop" once running; "failure" if start-up failed
             ops = None
             if cfg.metrics.enabled:
                 ops = OpsServer(registry, lambda: _check(holder, "health"), lambda: _check(holder, "readiness"),
@@ -129,7 +136,16 @@ class InferenceProcess(ServiceProcess):
             self.info_queue.put({"results": results.endpoint, "frames": frames.endpoint if frames else None,
                                  "metrics_url": ops.url if ops else None})
             started = time.monotonic()
-            scorer, info = load_scorer(cfg.model)
+            try:
+                scorer, info = load_scorer(cfg.model)
+            except StreamMonitorError as exc:
+                metrics.startup_check_failed.labels("model_detector").set(1)
+                holder["failure"] = str(exc)
+                if ops is not None:  # nobody to see the gauge otherwise
+                    log.error("model / detector check failed: %s (exiting in %.0f s; /metrics shows "
+                              "stream_monitor_startup_check_failed until then)", exc, STARTUP_FAILURE_VISIBLE_S)
+                    self.stop_event.wait(STARTUP_FAILURE_VISIBLE_S)
+                raise
             log.info("engine %s: %s with %s, threshold %.6g, %d torch threads (loaded in %.1f s)", info["backend"],
                      info["model"], info["detector"], info["threshold"], info["threads"], time.monotonic() - started)
             metrics.set_build(info["backend"], info["model"], info["detector"], arch=info["arch"], torch=info["torch"])
