@@ -5,7 +5,8 @@
 #
 #   scripts/setup.sh             runtime + test dependencies
 #   scripts/setup.sh --system    also the Debian packages the integration tests drive for real
-#                                (chromium for the MJPEG page, prometheus/promtool), when run as root
+#                                (chromium for the MJPEG page, prometheus/promtool, systemd-analyze for
+#                                the unit files), when run as root
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -15,6 +16,7 @@ install_system_packages() {
   local missing=()
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+  command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)  # verifies the deploy/systemd units
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "[setup] cannot install ${missing[*]} (needs root and apt-get); the tests that drive them will skip"
