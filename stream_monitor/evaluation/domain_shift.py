@@ -19,7 +19,7 @@ What is used for what (split by sequence, never by frame):
 from __future__ import annotations
 
 import argparse
-import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +36,7 @@ from ..features import default_cache_dir, extract_paths, model_fingerprint
 from ..metrics import auroc
 from ..models.registry import load_classifier
 from ..nero import NeroDetector
-from .datasets import DEFAULT_SPLIT
+from .datasets import DEFAULT_SPLIT, SHARED_DATA
 from .methods import baseline_methods
 from .sequences import CVC, POLYPGEN, Sequence, load_sequences
 
@@ -50,6 +50,7 @@ ENROLL_FOLDS = {
     "A": ((1, 5, 7, 11), (3, 9), (0, 2, 4, 6, 8, 10)),
     "B": ((0, 4, 6, 10), (2, 8), (1, 3, 5, 7, 9, 11)),
 }
+MANIFEST = "sequences_MANIFEST.tsv"
 NERO_GRID = ([EnrollOptions("extend", site_components=c, site_clusters=k) for c in (5, 20) for k in (4, 8)]
              + [EnrollOptions("recenter", alpha=a) for a in (0.5, 1.0)])
 
@@ -162,9 +163,36 @@ def drift_rows(data: Data, methods: dict, test_classes: np.ndarray, seed: int = 
 
 
 # -------------------------------------------------------------------------------------- enrollment
-def fold_sequences(data: Data, fold: str) -> tuple[list[Sequence], list[Sequence], list[Sequence]]:
-    fit, hold, evaluate = ENROLL_FOLDS[fold]
-    return tuple([data.polypgen[i] for i in idx] for idx in (fit, hold, evaluate))  # type: ignore[return-value]
+def pooled_folds(data: Data) -> dict[str, tuple[list[Sequence], list[Sequence], list[Sequence]]]:
+    """The two folds of ENROLL_FOLDS: each mixes PolypGen centres (the 'site' is the pooled centres)."""
+    return {f: tuple([data.polypgen[i] for i in idx] for idx in parts)  # type: ignore[misc]
+            for f, parts in ENROLL_FOLDS.items()}
+
+
+def sequence_centres(shared_data: Path = SHARED_DATA) -> dict[str, str]:
+    """PolypGen sequence → centre letter, read from the manifest's source paths (data/centre_A/...)."""
+    centres = {}
+    for line in (shared_data / MANIFEST).read_text().splitlines()[1:]:
+        cols = line.split("\t")
+        found = re.search(r"centre_([A-Z])", cols[6]) if len(cols) > 6 and cols[0].startswith("PolypGen") else None
+        if found:
+            centres[cols[2]] = found.group(1)
+    return centres
+
+
+def centre_folds(data: Data) -> dict[str, tuple[list[Sequence], list[Sequence], list[Sequence]]]:
+    """One site = one PolypGen centre: for each sequence of a centre, evaluate on it, hold back the next
+    sequence of that centre for the threshold, enroll on the rest (centres with ≥ 3 sequences)."""
+    centres = sequence_centres()
+    folds = {}
+    for centre in sorted(set(centres.values())):
+        seqs = [s for s in data.polypgen if centres.get(s.name) == centre]
+        for i, evaluate in enumerate(seqs):
+            if len(seqs) < 3:
+                break
+            hold = seqs[(i + 1) % len(seqs)]
+            folds[f"{centre}:{evaluate.name}"] = ([s for s in seqs if s not in (evaluate, hold)], [hold], [evaluate])
+    return folds
 
 
 def _feats(seqs: list[Sequence]) -> np.ndarray:
@@ -198,12 +226,11 @@ def procedures(name: str, make: Callable, det, data: Data, fit: list[Sequence], 
     return out
 
 
-def enrollment_rows(data: Data, methods: dict) -> list[dict]:
+def enrollment_rows(data: Data, methods: dict, folds: dict) -> list[dict]:
     rows = []
     cvc_dev, cvc_test = data.cvc_features(True), data.cvc_features(False)
     for name, (make, det) in methods.items():
-        for fold in ENROLL_FOLDS:
-            fit, hold, evaluate = fold_sequences(data, fold)
+        for fold, (fit, hold, evaluate) in folds.items():
             eval_x, hold_x = _feats(evaluate), _feats(hold)
             for label, sc in procedures(name, make, det, data, fit, hold).items():
                 s_eval, s_dev, s_test = sc.score(eval_x), sc.score(cvc_dev), sc.score(cvc_test)
@@ -236,8 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     methods = fitted_methods(data)
     split = load_split(DEFAULT_SPLIT)
     drift = drift_rows(data, methods, split.labels("test"))
-    enroll = enrollment_rows(data, methods)
-    write_report(args.out, data, drift, enroll, time.time() - started)
+    enroll = enrollment_rows(data, methods, pooled_folds(data))
+    per_centre = enrollment_rows(data, methods, centre_folds(data))
+    write_report(args.out, data, drift, enroll, per_centre, time.time() - started)
     print(f"wrote {args.out}/report.md")
     return 0
 
