@@ -10,6 +10,8 @@ What is used for what (split by sequence, never by frame):
 - PolypGen negative sequences (other centres' normal colon), 12 sequences, two folds by sequence
   (ENROLL_FOLDS): per fold 4 sequences fit the enrollment, 2 more are held back to set its threshold,
   the other 6 are the held-out site footage on which false alerts are counted.
+  A second design takes one centre as the site (centres read from the manifest's source paths): each
+  sequence of a centre is evaluated once, the next one of that centre sets the threshold, the rest enroll.
 - CVC-ClinicDB polyp sequences: seq01–07 choose enrollment hyperparameters (CVC_DEV), seq08–15 are
   only reported (CVC_TEST).
 - The drift signal's parameters (p0 from the calibration, p1 = 0.25, ARL0 = 8 h at 1 decision/s) were

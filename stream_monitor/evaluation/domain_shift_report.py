@@ -39,7 +39,7 @@ def select(means: dict[tuple[str, str], dict]) -> dict[str, str]:
     """Per method: the procedure with the highest hold-back-vs-CVC-dev AUROC (no held-out site footage and
     no CVC test sequence involved) among those costing ≤ HK_DROP_LIMIT HyperKvasir polyp AUROC."""
     chosen = {}
-    for method in {m for m, _ in means}:
+    for method in dict.fromkeys(m for m, _ in means):  # first-seen order: a reproducible results.json
         base = means[(method, "none")]["auroc_hk_id_vs_hk_polyp"]
         ok = {p: v for (m, p), v in means.items() if m == method and p != "none"
               and v["auroc_hk_id_vs_hk_polyp"] >= base - HK_DROP_LIMIT}
