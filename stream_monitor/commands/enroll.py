@@ -7,7 +7,7 @@ is a normal NERO detector: point the monitor's `model.detector` at it.
 
 Procedures (measured in docs/results/domain-shift/report.md; read it before choosing):
   threshold  keep the detector, set the threshold on the site's held-back normal footage (default: the
-             one the pre-declared selection rule picked on the dev sequences)
+             one the report's selection rule picked among these three on the dev sequences)
   extend     also keep the original subspace and centroids and ADD site directions and site centroids
   recenter   shift the relevance centre to the site's mean (costs the original site's sensitivity)
 

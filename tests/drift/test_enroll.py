@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -73,3 +74,18 @@ def test_holdout_blocks_are_contiguous_and_spread_over_the_recording():
     assert mask.sum() == 90
     starts = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(int)])) == 1)
     assert len(starts) == 3 and starts[0] > 0 and starts[-1] < 270
+
+
+def test_enroll_reads_a_video_one_frame_per_interval_and_holds_back_blocks(tmp_path, capsys):
+    clip = SHARED_DATA / "clips" / "ulcer_detection_Endoscopy_0_gastric_ulcer.mp4"
+    if not clip.is_file():
+        pytest.skip(f"development data not found at {clip}")
+    out = tmp_path / "video_site.npz"
+    # About 13 s at 30 fps, every 3rd frame (0.1 s) kept; plumbing only (this clip is not normal colon).
+    assert main(["enroll", "--source", str(clip), "--every-s", "0.1", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.split("\n", 1)[1].rsplit("}", 1)[0] + "}")
+    capture = cv2.VideoCapture(str(clip))
+    expected = -(-int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) // round(0.1 * capture.get(cv2.CAP_PROP_FPS)))
+    capture.release()
+    assert summary["frames"] == expected and summary["held_back"] == int(holdout_mask(expected, 0.3).sum())
+    assert NeroDetector.load(out).fit_info["enrollment"]["source"] == str(clip)
