@@ -2,8 +2,8 @@
 
 The detector's threshold was calibrated so that a share p0 (5 %) of validation frames score above it.
 On footage like the validation footage, frames over the threshold stay near that share; on footage from
-another site, scope or preparation they do not (PolypGen's other centres: 44–94 % by detector). This module tests
-that, per stream, with a Bernoulli CUSUM on the over-threshold indicator:
+another site, scope or preparation they do not (PolypGen's other centres: 44–94 % by detector). This
+module tests that, per stream, with a Bernoulli CUSUM on the over-threshold indicator:
 
     S ← max(0, S + x·a + (1 − x)·b),   a = log(p1/p0) > 0,   b = log((1 − p1)/(1 − p0)) < 0
 
