@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("stream_monitor.commands.eval", "NERO vs every baseline on ID and OOD sets: reports and plots"),
     "explain": ("stream_monitor.commands.explain", "why an image scored as it did: parts, neurons, heatmap"),
     "inspect": ("stream_monitor.commands.inspect", "show what a detector artifact holds"),
+    "enroll": ("stream_monitor.commands.enroll", "adapt the detector to a site's confirmed-normal footage"),
     "demo": ("stream_monitor.commands.demo", "the live pipeline end to end on a real ID → OOD → ID clip (CPU)"),
     "run": ("stream_monitor.commands.run", "run the live monitor from a YAML config"),
     "overlay": ("stream_monitor.commands.overlay", "show a running monitor's results: window, MP4, MJPEG page"),
@@ -36,6 +37,7 @@ EPILOG = """examples:
   stream-monitor explain ../shared/data/hyperkvasir-lgi/polyp/*.jpg --out results/explain
   stream-monitor fit --mode parity --out nero_parity.npz
   stream-monitor inspect stream_monitor/assets/nero_default.npz
+  stream-monitor enroll --source /data/site_a/normal_cases/ --out site_a_nero.npz
   stream-monitor COMMAND --help
 """
 

@@ -234,6 +234,28 @@ class OverlayConfig(_Strict):
     heatmap: bool = True
 
 
+class DriftConfig(_Strict):
+    """Stream-level "input not validated" signal (stream_monitor/drift.py, docs/drift-and-enrollment.md):
+    a Bernoulli CUSUM on whether sampled frames score over the alert threshold, against the share the
+    calibration expects. Separate from the OOD alert: it asks whether the footage as a whole is like the
+    footage the detector was validated on, over tens of seconds to minutes, not whether this view is normal."""
+
+    enabled: bool = True
+    expected_share: float = Field(0.05, gt=0, lt=0.5, description="share of validated footage over the "
+                                  "threshold: 1 − the detector's calibration target TPR")
+    raise_share: float = Field(0.25, gt=0, lt=1, description="the smallest sustained share worth raising for")
+    false_raise_hours: float = Field(8.0, gt=0, le=1000, description="mean hours between false raises on "
+                                     "validated footage, if sampled frames were independent")
+    sample_interval_s: float = Field(1.0, gt=0, le=60, description="one decision per this many seconds")
+    window_s: float = Field(120.0, gt=0, description="the recent share shown and exported covers this long")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "DriftConfig":
+        if self.raise_share <= self.expected_share:
+            raise ValueError("drift.raise_share must be above drift.expected_share")
+        return self
+
+
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -252,6 +274,7 @@ class MonitorConfig(_Strict):
     audit: AuditConfig = AuditConfig()
     overlay: OverlayConfig | None = None
     logging: LoggingConfig = LoggingConfig()
+    drift: DriftConfig = DriftConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> "MonitorConfig":

@@ -31,7 +31,8 @@ class RunRecord:
             # Keep what the summary needs; the heatmap and neuron lists are not.
             self.results.append({k: message[k] for k in ("seq", "prev_seq", "t_capture", "t_result", "latency_s", "score",
                                                          "threshold", "over_threshold", "class_name", "batch_size")}
-                                | {"alert": message["alert"]["active"]})
+                                | {"alert": message["alert"]["active"]}
+                                | ({"drift": message["drift"]} if "drift" in message else {}))
         elif message["type"] == "alert":
             self.alerts.append(message)
 

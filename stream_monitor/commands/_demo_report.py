@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..demo_drift import drift_lines
+
 
 def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:.0f} ms"
@@ -50,6 +52,7 @@ def print_summary(summary: dict) -> None:
             lines.append(f"  OOD delay  {segment['segment']}: {result}")
         lines.append(f"  false      {timing['false_alerts']} alert(s) started in ID footage "
                      f"({timing['false_alerts_per_minute']} per minute over {timing['id_minutes']:.2f} min)")
+    lines += drift_lines(summary.get("drift"))
     metrics = summary["metrics"]
     agree = (metrics["latency_count"] == frames["scored"] == frames["results_received"]
              and metrics["alerts_total"] == len(starts))

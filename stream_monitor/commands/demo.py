@@ -33,6 +33,7 @@ from .. import bundled
 from ..config import MonitorConfig
 from ..data import list_images, read_image
 from ..demo_clip import OOD_SOURCES, ClipInfo, assemble_demo_clip
+from ..demo_drift import drift_summary
 from ..demo_summary import RunRecord, alert_timing, latency_summary, metric, scrape
 from ..errors import InputError
 from ..observability.metrics import DROP_REASONS
@@ -211,6 +212,7 @@ def _summary(args: argparse.Namespace, config: MonitorConfig, clip: ClipInfo | N
         "alerts": [{k: a[k] for k in ("event", "alert_id", "seq", "t_capture", "score", "duration_s", "reason")}
                    for a in record.alerts],
         "alert_timing": alert_timing(record, clip) if clip is not None else None,
+        "drift": drift_summary(results, clip, samples),
         "outputs": {"overlay_mp4": _shown(config.overlay.mp4), "audit_log": _shown(audit_path),
                     "summary": _shown(args.out / "summary.json"),
                     "audit_records": len(read_audit_log(audit_path)) if audit_path.exists() else 0},

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ..transport.messages import decode_heatmap
+from .drift_badge import draw_drift_badge
 
 __all__ = ["ViewerStatus", "render_overlay"]
 
@@ -64,6 +65,7 @@ def _frame_part(frame: np.ndarray, result: dict, height: int, heatmap: bool) -> 
     colour, label = _state_colour(result)
     cv2.rectangle(shown, (0, 0), (shown.shape[1], BANNER_HEIGHT), colour, -1)
     _text(shown, label, (12, 31), 0.75 if shown.shape[1] > 420 else 0.55, _WHITE, 2)
+    draw_drift_badge(shown, result)
     return shown
 
 

@@ -26,6 +26,7 @@ from ..transport.sockets import Publisher
 from .alerts import AlertEvent, AlertTracker
 from .audit import AuditLog
 from .batcher import BatchItem, Batcher
+from .drift_hook import StreamDrift
 from .viewer_frames import ViewerFramePublisher
 
 __all__ = ["InferenceLoop", "ScorerLike"]
@@ -60,6 +61,7 @@ class InferenceLoop:
         self.last_iteration = time.monotonic()
         self._closed_streams: set[str] = set()
         self._next_housekeeping = 0.0
+        self.drift = StreamDrift(config.drift, rings, metrics.registry, audit) if config.drift.enabled else None
         for name in rings:
             metrics.init_stream(name)
             metrics.threshold.labels(name).set(self.trackers[name].threshold)
@@ -115,6 +117,8 @@ class InferenceLoop:
             distance=scored.distance[i], bias_term=scored.bias_term[i], rho=scored.rho[i],
             alert=state.to_message(), top_neurons=scored.top_neurons[i], deviations=scored.deviations[i],
             heatmap=heat, frame_size=frame.size, box=frame.box)
+        if self.drift is not None:  # optional v1 field: "input not validated", separate from the OOD alert
+            message["drift"] = self.drift.update(stream, frame.seq, score, tracker.threshold, frame.t_capture)
         for event in events:  # audit first: an alert that was published but not logged must not exist
             self._emit(event)
         self.results.send([topic("result", stream), encode(message)])

@@ -42,6 +42,9 @@ ALERT_STATE_FIELDS = {"active": (bool,), "id": _OPT_INT, "since": _OPT_NUM, "ove
 NEURON_FIELDS = {"ids": (list,), "deviations": (list,)}
 HEATMAP_FIELDS = {"h": (int,), "w": (int,), "data": (bytes,)}
 FRAME_INFO_FIELDS = {"width": (int,), "height": (int,), "box": (list,)}
+# Optional (added within v1; old viewers ignore it): the stream-level drift signal, docs/message-schema.md.
+DRIFT_FIELDS = {"raised": (bool,), "cusum": _NUM, "threshold": _NUM, "share": _NUM, "expected": _NUM,
+                "since": _OPT_NUM}
 
 ALERT_FIELDS: dict[str, tuple[type, ...]] = {
     "v": (int,), "type": (str,), "event": (str,), "stream": (str,), "alert_id": (int,), "seq": (int,),
@@ -97,6 +100,10 @@ def validate(message: Any) -> dict:
         for name, table in _NESTED.items():
             if message[name] is not None:
                 _check(message[name], table, f"result.{name}")
+        if "drift" in message:
+            if not isinstance(message["drift"], dict):
+                raise SchemaError("result: field 'drift' is not a map")
+            _check(message["drift"], DRIFT_FIELDS, "result.drift")
         heatmap = message["heatmap"]
         if heatmap is not None and len(heatmap["data"]) != heatmap["h"] * heatmap["w"]:
             raise SchemaError("result.heatmap: data length is not h × w")

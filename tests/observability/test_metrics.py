@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from stream_monitor.observability import DROP_REASONS, Metrics, OpsServer, latency_buckets
+from stream_monitor.observability.drift_metrics import DriftMetrics
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 
@@ -29,6 +30,7 @@ def test_every_metric_is_named_by_convention_and_documented():
     a metric renamed in code but not there breaks them silently."""
     registry = CollectorRegistry()
     Metrics(registry)
+    DriftMetrics(registry)  # the drift signal's metrics are exported on the same registry
     names = _exported_names(registry)
     documented = set(re.findall(r"^\| `(stream_monitor_[a-z_]+)`", DOC.read_text(), re.M))
     assert names == documented

@@ -1,0 +1,91 @@
+"""`stream-monitor enroll` end to end on a small real subset: three PolypGen normal sequences from other
+centres (symlinked, never copied) and the bundled model and detector."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from stream_monitor import bundled
+from stream_monitor.cli import main
+from stream_monitor.data import list_images, read_image
+from stream_monitor.enroll import holdout_mask
+from stream_monitor.evaluation.datasets import SHARED_DATA
+from stream_monitor.features import extract
+from stream_monitor.models.registry import load_classifier, sha256_file
+from stream_monitor.nero import NeroDetector
+
+SEQUENCES = SHARED_DATA / "sequences" / "polypgen-negative"
+USED = ("seq03_neg", "seq05_neg", "seq13_neg")  # 23 + 39 + 13 frames; seq05 (the middle one) is held back
+
+
+@pytest.fixture(scope="module")
+def site_folder(tmp_path_factory):
+    if not SEQUENCES.is_dir():
+        pytest.skip(f"development data not found at {SEQUENCES}")
+    root = tmp_path_factory.mktemp("site")
+    for name in USED:
+        (root / name).mkdir()
+        for image in list_images(SEQUENCES / name):
+            (root / name / image.name).symlink_to(image)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_and_features(site_folder):
+    model, _ = load_classifier(bundled.MODEL)
+    feats = {name: extract(model, ((str(p), read_image(p)) for p in list_images(site_folder / name)), progress=False).features
+             for name in USED}
+    return model, feats
+
+
+@pytest.mark.parametrize("procedure", ["threshold", "extend"])
+def test_enroll_writes_a_loadable_site_detector_that_stops_flagging_the_sites_normal_footage(
+        procedure, site_folder, model_and_features, tmp_path, capsys):
+    out = tmp_path / "site.npz"
+    assert main(["enroll", "--source", str(site_folder), "--out", str(out), "--procedure", procedure]) == 0
+    summary = json.loads(capsys.readouterr().out.split("\n", 1)[1].rsplit("}", 1)[0] + "}")
+    assert summary["held_back"] == 39  # the whole middle recording, nothing else
+
+    model, feats = model_and_features
+    weight, bias = model.head_arrays()
+    site = NeroDetector.load(out, weight=weight, bias=bias, model_sha256=sha256_file(bundled.MODEL))
+    original = NeroDetector.load(bundled.DETECTOR)
+    assert site.fit_info["enrollment"]["procedure"] == procedure
+    held, fitted = feats["seq05_neg"], np.concatenate([feats["seq03_neg"], feats["seq13_neg"]])
+    # Before: this other-centre footage is flagged almost everywhere. After: ≤ 5 % of the held-back part
+    # by construction of the threshold (ties aside).
+    assert np.mean(original.score(held) > original.threshold) > 0.5
+    assert np.mean(site.score(held) > site.threshold) <= 0.06
+    if procedure == "extend":
+        # The site's own directions were added: its fit frames lie closer to the extended subspace.
+        assert site.fitted_arrays()["pca_components"].shape[0] > original.fitted_arrays()["pca_components"].shape[0]
+        assert np.median(site.score(fitted)) < np.median(original.score(fitted))
+    else:
+        np.testing.assert_array_equal(site.score(fitted), original.score(fitted))
+        assert site.threshold > original.threshold
+
+
+def test_holdout_blocks_are_contiguous_and_spread_over_the_recording():
+    mask = holdout_mask(300, 0.3, block=30)
+    assert mask.sum() == 90
+    starts = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(int)])) == 1)
+    assert len(starts) == 3 and starts[0] > 0 and starts[-1] < 270
+
+
+def test_enroll_reads_a_video_one_frame_per_interval_and_holds_back_blocks(tmp_path, capsys):
+    clip = SHARED_DATA / "clips" / "ulcer_detection_Endoscopy_0_gastric_ulcer.mp4"
+    if not clip.is_file():
+        pytest.skip(f"development data not found at {clip}")
+    out = tmp_path / "video_site.npz"
+    # About 13 s at 30 fps, every 3rd frame (0.1 s) kept; plumbing only (this clip is not normal colon).
+    assert main(["enroll", "--source", str(clip), "--every-s", "0.1", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.split("\n", 1)[1].rsplit("}", 1)[0] + "}")
+    capture = cv2.VideoCapture(str(clip))
+    expected = -(-int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) // round(0.1 * capture.get(cv2.CAP_PROP_FPS)))
+    capture.release()
+    assert summary["frames"] == expected and summary["held_back"] == int(holdout_mask(expected, 0.3).sum())
+    assert NeroDetector.load(out).fit_info["enrollment"]["source"] == str(clip)
