@@ -10,6 +10,7 @@ import yaml
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from stream_monitor.observability import Metrics
+from stream_monitor.observability.drift_metrics import DriftMetrics
 
 from .conftest import DEPLOY
 from .dashboard import DASHBOARDS, PROMETHEUS_SERIES, expressions, metric_names
@@ -21,10 +22,12 @@ _SUFFIXES = {"counter": ("_total", "_created"), "gauge": ("",), "histogram": ("_
 
 def exported_series() -> set[str]:
     """Every series name the inference process's registry can expose (observability.Metrics plus the
-    process collector, registered exactly as pipeline/inference.py does)."""
+    process collector, registered exactly as pipeline/inference.py does, and the drift metrics that
+    pipeline/loop.py adds when `drift.enabled`, the default)."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     Metrics(registry)
+    DriftMetrics(registry)
     names = set()
     for family in registry.collect():
         names |= {family.name + suffix for suffix in _SUFFIXES[family.type]}
