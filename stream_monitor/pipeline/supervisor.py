@@ -191,13 +191,18 @@ class Monitor:
         return False
 
     # ------------------------------------------------------------------ stop
+    def stop_captures(self, timeout_s: float = 15.0) -> dict[str, int | None]:
+        """Stop the capture processes only (no new frames); inference goes on scoring what the rings
+        hold, so that a benchmark or a test can wait for captured = processed + dropped before `stop`."""
+        for process in self.captures.values():
+            process.stop()
+        codes = {process.name: process.join_or_terminate(timeout_s) for process in self.captures.values()}
+        self._restart_at.clear()
+        return codes
+
     def stop(self, timeout_s: float = 15.0) -> dict[str, int | None]:
         """Stop everything in order and unlink the rings; returns each process's exit code."""
-        codes: dict[str, int | None] = {}
-        for stream, process in self.captures.items():
-            process.stop()
-        for stream, process in self.captures.items():
-            codes[process.name] = process.join_or_terminate(timeout_s)
+        codes: dict[str, int | None] = self.stop_captures(timeout_s)
         if self.inference is not None and self.inference.pid is not None:
             self._stop_inference.set()
             codes["inference"] = self.inference.join_or_terminate(timeout_s)
