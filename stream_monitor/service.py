@@ -52,7 +52,8 @@ class LogListener:
         return self
 
     def stop(self) -> None:
-        self._listener.stop()
+        if self._listener._thread is not None:  # stop() before start() (a start-up check failed)
+            self._listener.stop()
         self.queue.close()
         self.queue.join_thread()
 

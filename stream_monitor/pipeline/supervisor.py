@@ -29,6 +29,7 @@ from ..errors import StreamMonitorError
 from ..preprocess import INPUT_SIZE
 from ..service import SPAWN, Flag, LogListener
 from .inference import InferenceProcess
+from .preflight import StartupError, check_startup
 
 __all__ = ["Monitor", "MonitorEndpoints"]
 
@@ -49,6 +50,14 @@ def _check_shm_space(needed: int, folder: str = "/dev/shm") -> None:
             f"the frame rings need {needed / 2**20:.0f} MiB of shared memory but {folder} has {free / 2**20:.0f} MiB "
             f"free; lower pipeline.ring_slots or pipeline.max_frame_size, or give the container more "
             f"(docker run --shm-size=256m, or an emptyDir with medium: Memory on Kubernetes)")
+
+
+def _startup_failure(info_queue: queue.Queue) -> str | None:
+    """The inference process's start-up error, if it sent one (after its endpoints)."""
+    try:
+        return info_queue.get_nowait().get("error")
+    except queue.Empty:
+        return None
 
 
 @dataclass
@@ -93,8 +102,9 @@ class Monitor:
 
     # ------------------------------------------------------------------ start
     def start(self, timeout_s: float = 180.0) -> MonitorEndpoints:
-        self._logs.start()
         cfg = self.config
+        check_startup(cfg)  # missing files and taken ports: refuse before anything starts
+        self._logs.start()
         _check_shm_space(len(cfg.streams) * FrameRing.size_for(cfg.pipeline.ring_slots, *cfg.pipeline.max_frame_size,
                                                                INPUT_SIZE))
         for stream in cfg.streams:
@@ -108,6 +118,8 @@ class Monitor:
                                           done_event=self.done, wait_for_subscribers=expected)
         self.inference.start()
         info = self._await_info(info_queue, timeout_s)
+        if "error" in info:
+            raise StartupError(f"cannot start the monitor: {info['error']}")
         self.endpoints = MonitorEndpoints(info["results"], info["frames"], info["metrics_url"],
                                           {s: r.name for s, r in self.rings.items()})
         if self.on_endpoints is not None:
@@ -116,6 +128,9 @@ class Monitor:
             self._start_overlay()
         deadline = time.monotonic() + timeout_s
         while not ready.wait(0.2):
+            failure = _startup_failure(info_queue)
+            if failure:
+                raise StartupError(f"cannot start the monitor: {failure}")
             if not self.inference.is_alive():
                 raise StreamMonitorError(f"the inference process exited during start-up (exit code "
                                          f"{self.inference.exitcode}); see the log above")
