@@ -26,6 +26,7 @@ SCORE_RATIO_BUCKETS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0,
 # (stage, reason) pairs of stream_monitor_frames_dropped_total; every drop on the scored path is one.
 DROP_REASONS = {
     ("capture", "read_error"): "a frame could not be decoded or preprocessed by the capture process",
+    ("capture", "invalid_frame"): "the source delivered an unusable frame (empty, not an image, unsupported dtype)",
     ("ring", "superseded"): "a newer frame of the stream was taken instead (drop-oldest)",
     ("ring", "overwritten"): "the capture process overwrote the slot before the batcher copied it",
     ("batcher", "stale"): "older than pipeline.max_frame_age_ms when batched",
@@ -44,11 +45,13 @@ class Metrics:
         self.registry = registry
         r, p = registry, PREFIX
         buckets = latency_buckets(frame_rate_hz)
-        self.frames_captured = Counter(f"{p}_frames_captured", "Frames the capture process read and put in "
-                                       "its ring", ["stream"], registry=r)
+        self.frames_captured = Counter(f"{p}_frames_captured", "Frames the capture process read from the "
+                                       "source (put in its ring, or dropped at stage capture)", ["stream"], registry=r)
         self.frames_processed = Counter(f"{p}_frames_processed", "Frames scored and published", ["stream"], registry=r)
         self.frames_dropped = Counter(f"{p}_frames_dropped", "Frames captured but never scored, by stage and "
                                       "reason", ["stream", "stage", "reason"], registry=r)
+        self.frames_converted = Counter(f"{p}_frames_converted", "Frames delivered as grayscale, 16-bit or "
+                                        "with alpha and converted to 8-bit BGR", ["stream"], registry=r)
         self.source_reconnects = Counter(f"{p}_source_reconnects", "Times a live source was re-opened after "
                                          "it failed", ["stream"], registry=r)
         self.alerts = Counter(f"{p}_alerts", "OOD alerts started", ["stream"], registry=r)
@@ -92,17 +95,23 @@ class Metrics:
         for stage, reason in DROP_REASONS:
             self.frames_dropped.labels(stream, stage, reason)
         self.source_reconnects.labels(stream)
+        self.frames_converted.labels(stream)
         self.alerts.labels(stream)
         self.alert_active.labels(stream).set(0)
         self.capture_state.labels(stream).state("starting")
-        self._synced[stream] = {"captured": 0, "errors": 0, "reconnects": 0}
+        self._synced[stream] = {"captured": 0, "errors": 0, "reconnects": 0, "invalid": 0, "converted": 0}
 
     def sync_capture(self, stream: str, captured: int, errors: int, reconnects: int, state: int,
-                     last_capture: float, backlog: int) -> None:
+                     last_capture: float, backlog: int, invalid: int = 0, converted: int = 0) -> None:
         """Bring the capture-side counters, kept in the ring header by the capture process, up to date."""
         seen = self._synced[stream]
+        # Frames the capture process could not use were captured too (and dropped at stage "capture"), so
+        # that captured = processed + dropped holds whatever the source delivers.
+        captured += errors + invalid
         for key, value, counter in (("captured", captured, self.frames_captured.labels(stream)),
                                     ("errors", errors, self.frames_dropped.labels(stream, "capture", "read_error")),
+                                    ("invalid", invalid, self.frames_dropped.labels(stream, "capture", "invalid_frame")),
+                                    ("converted", converted, self.frames_converted.labels(stream)),
                                     ("reconnects", reconnects, self.source_reconnects.labels(stream))):
             if value > seen[key]:
                 counter.inc(value - seen[key])

@@ -152,7 +152,8 @@ class InferenceLoop:
             state = int(header["state"])
             self.metrics.sync_capture(name, int(header["captured"]), int(header["errors"]),
                                       int(header["reconnects"]), state, float(header["last_capture"]),
-                                      ring.write_seq - self.batcher.taken[name])
+                                      ring.write_seq - self.batcher.taken[name],
+                                      invalid=int(header["invalid"]), converted=int(header["converted"]))
             if state in (_ENDED, _FAILED) and name not in self._closed_streams and ring.write_seq <= self.batcher.taken[name]:
                 self._closed_streams.add(name)
                 self._close_alert(name, "stream_ended")
