@@ -30,6 +30,7 @@ DROP_REASONS = {
     ("ring", "superseded"): "a newer frame of the stream was taken instead (drop-oldest)",
     ("ring", "overwritten"): "the capture process overwrote the slot before the batcher copied it",
     ("batcher", "stale"): "older than pipeline.max_frame_age_ms when batched",
+    ("inference", "scoring_error"): "the scorer refused the frame even on its own (NaN or inf inside)",
 }
 
 
@@ -55,6 +56,9 @@ class Metrics:
         self.source_reconnects = Counter(f"{p}_source_reconnects", "Times a live source was re-opened after "
                                          "it failed", ["stream"], registry=r)
         self.alerts = Counter(f"{p}_alerts", "OOD alerts started", ["stream"], registry=r)
+        self.frames_flagged = Counter(f"{p}_frames_flagged", "Frames published with a flag instead of a trusted "
+                                      "score (reason: non_finite_logits, non_finite_score)", ["stream", "reason"],
+                                      registry=r)
         self.messages_published = Counter(f"{p}_messages_published", "ZeroMQ messages sent, by topic kind "
                                           "(result, alert, frame)", ["topic"], registry=r)
         self.viewer_frames_skipped = Counter(f"{p}_viewer_frames_skipped", "Scored frames not sent to "
@@ -96,6 +100,8 @@ class Metrics:
             self.frames_dropped.labels(stream, stage, reason)
         self.source_reconnects.labels(stream)
         self.frames_converted.labels(stream)
+        for reason in ("non_finite_logits", "non_finite_score"):
+            self.frames_flagged.labels(stream, reason)
         self.alerts.labels(stream)
         self.alert_active.labels(stream).set(0)
         self.capture_state.labels(stream).state("starting")

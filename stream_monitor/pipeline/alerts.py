@@ -153,6 +153,11 @@ class AlertTracker:
                            int(sum(self._window)), self.config.enter_m, smoothed)
         return state, events
 
+    def state(self) -> AlertState:
+        """The state as it stands, without a new frame (for a frame that carries no usable score)."""
+        return AlertState(self._open is not None, self._last_id, self._open.since if self._open else None,
+                          int(sum(self._window)), self.config.enter_m, float("nan"))
+
     def close(self, seq: int, t_capture: float, reason: str) -> AlertEvent | None:
         """End an open alert without a frame (stream ended, shutdown); None if none is open."""
         if self._open is None:

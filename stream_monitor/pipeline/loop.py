@@ -26,6 +26,7 @@ from ..transport.sockets import Publisher
 from .alerts import AlertEvent, AlertTracker
 from .audit import AuditLog
 from .batcher import BatchItem, Batcher
+from .validity import frame_flags, score_isolating
 from .viewer_frames import ViewerFramePublisher
 
 __all__ = ["InferenceLoop", "ScorerLike"]
@@ -91,18 +92,28 @@ class InferenceLoop:
     def process(self, batch: list[BatchItem]) -> None:
         images = normalize_uint8(np.stack([item.frame.model_rgb for item in batch]))
         started = time.perf_counter()
-        scored = self.scorer.score_batch(images)
+        rows = score_isolating(self.scorer.score_batch, images)
         self.metrics.inference_latency.observe(time.perf_counter() - started)
         self.metrics.batch_frames.observe(len(batch))
         for i, item in enumerate(batch):
-            self._publish_one(item, scored, i, len(batch))
-        self.processed += len(batch)
+            if i not in rows:  # refused by the scorer even alone (NaN or inf inside): counted, not scored
+                self.metrics.dropped(item.stream, "inference", "scoring_error")
+                log.warning("%s: frame %d could not be scored (non-finite values); skipped", item.stream, item.frame.seq)
+                continue
+            self._publish_one(item, *rows[i], len(batch))
+        self.processed += len(rows)
 
     def _publish_one(self, item: BatchItem, scored: Any, i: int, batch_size: int) -> None:
         stream, frame = item.stream, item.frame
         tracker = self.trackers[stream]
         score = float(scored.score[i])
-        state, events = tracker.update(score, frame.seq, frame.t_capture)
+        flags = frame_flags(scored, i)
+        if flags:  # not a measurement: it must neither raise nor end an alert
+            state, events = tracker.state(), []
+            for reason in flags:
+                self.metrics.frames_flagged.labels(stream, reason).inc()
+        else:
+            state, events = tracker.update(score, frame.seq, frame.t_capture)
         heat = None
         if self.config.transport.heatmap and scored.heatmaps is not None:
             heat = scored.heatmaps[i]
@@ -115,13 +126,16 @@ class InferenceLoop:
             distance=scored.distance[i], bias_term=scored.bias_term[i], rho=scored.rho[i],
             alert=state.to_message(), top_neurons=scored.top_neurons[i], deviations=scored.deviations[i],
             heatmap=heat, frame_size=frame.size, box=frame.box)
+        if flags:
+            message["flags"] = flags
         for event in events:  # audit first: an alert that was published but not logged must not exist
             self._emit(event)
         self.results.send([topic("result", stream), encode(message)])
         self.metrics.messages_published.labels("result").inc()
         self.metrics.frames_processed.labels(stream).inc()
         self.metrics.latency.labels(stream).observe(latency)
-        self.metrics.score_ratio.labels(stream).observe(score / tracker.threshold if tracker.threshold > 0 else 0.0)
+        if not flags:
+            self.metrics.score_ratio.labels(stream).observe(score / tracker.threshold if tracker.threshold > 0 else 0.0)
         self.metrics.last_result.labels(stream).set(t_result)
         self.metrics.alert_active.labels(stream).set(1 if state.active else 0)
         self.last_seq[stream] = frame.seq
