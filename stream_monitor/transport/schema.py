@@ -93,7 +93,7 @@ def validate(message: Any) -> dict:
     if version != SCHEMA_VERSION or isinstance(version, bool):
         raise SchemaError(f"schema version {version!r} is not supported (this build reads v{SCHEMA_VERSION})")
     kind = message.get("type")
-    if kind not in _TABLES:
+    if not isinstance(kind, str) or kind not in _TABLES:  # a list or map here is unhashable: not a lookup
         raise SchemaError(f"unknown message type {kind!r}")
     _check(message, _TABLES[kind], kind)
     if kind == "result":
