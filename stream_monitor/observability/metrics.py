@@ -82,6 +82,8 @@ class Metrics:
                                  "published result", ["stream"], registry=r)
         self.alert_active = Gauge(f"{p}_alert_active", "1 while the stream is in OOD alert", ["stream"], registry=r)
         self.threshold = Gauge(f"{p}_alert_threshold", "NERO score threshold in force", ["stream"], registry=r)
+        self.stream_stale = Gauge(f"{p}_stream_stale", "1 while the stream delivers no frames (silent longer "
+                                  "than stale_after_s, reconnecting, or failed)", ["stream"], registry=r)
         self.capture_state = Enum(f"{p}_capture_state", "State of the stream's capture process", ["stream"],
                                   states=list(STATE_NAMES), registry=r)
         self.build = Info(f"{p}_build", "Version and back-end of this monitor", registry=r)
@@ -104,6 +106,7 @@ class Metrics:
             self.frames_flagged.labels(stream, reason)
         self.alerts.labels(stream)
         self.alert_active.labels(stream).set(0)
+        self.stream_stale.labels(stream).set(0)
         self.capture_state.labels(stream).state("starting")
         self._synced[stream] = {"captured": 0, "errors": 0, "reconnects": 0, "invalid": 0, "converted": 0}
 

@@ -107,7 +107,7 @@ class InferenceProcess(ServiceProcess):
             closers.append(lambda: wakeups.close(linger=0))
             stage = "results"
             results = Publisher(context, cfg.transport.results, cfg.transport.send_hwm)
-            closers.append(results.close)
+            closers.append(lambda: results.close(linger_s=0.2))  # the streams' "stopped" status
             rings = {name: FrameRing.attach(shm) for name, shm in self.ring_names.items()}
             closers += [ring.close for ring in rings.values()]
             registry = CollectorRegistry()

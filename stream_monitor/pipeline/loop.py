@@ -26,6 +26,7 @@ from ..transport.sockets import Publisher
 from .alerts import AlertEvent, AlertTracker
 from .audit import AuditLog
 from .batcher import BatchItem, Batcher
+from .stream_status import SILENT_STATES, StreamWatch, publish_status
 from .validity import frame_flags, score_isolating
 from .viewer_frames import ViewerFramePublisher
 
@@ -60,6 +61,7 @@ class InferenceLoop:
         self.processed = 0
         self.last_iteration = time.monotonic()
         self._closed_streams: set[str] = set()
+        self.watches = {name: StreamWatch(config.metrics.stale_after_s) for name in rings}
         self._next_housekeeping = 0.0
         for name in rings:
             metrics.init_stream(name)
@@ -168,13 +170,28 @@ class InferenceLoop:
                                       int(header["reconnects"]), state, float(header["last_capture"]),
                                       ring.write_seq - self.batcher.taken[name],
                                       invalid=int(header["invalid"]), converted=int(header["converted"]))
-            if state in (_ENDED, _FAILED) and name not in self._closed_streams and ring.write_seq <= self.batcher.taken[name]:
+            drained = ring.write_seq <= self.batcher.taken[name]
+            if state in (_ENDED, _FAILED) and name not in self._closed_streams and drained:
                 self._closed_streams.add(name)
                 self._close_alert(name, "stream_ended")
+            ring_state = STATE_NAMES[state] if 0 <= state < len(STATE_NAMES) else "failed"
+            change = self.watches[name].observe(ring_state, float(header["last_capture"]), time.time(), drained)
+            if change is not None:
+                self._stream_changed(name, change)
+
+    def _stream_changed(self, stream: str, state: str) -> None:
+        # See stream_status: a silent stream's alert ends, and its window starts afresh with the signal.
+        if state in SILENT_STATES:
+            self._close_alert(stream, "signal_lost")
+            self.trackers[stream].reset()
+            log.warning("%s: no frames (%s); alert state reset", stream, state)
+        self.metrics.stream_stale.labels(stream).set(1 if state in SILENT_STATES else 0)
+        publish_status(self.results, self.metrics, stream, state, self.last_seq[stream])
 
     def _close_alert(self, stream: str, reason: str) -> None:
         # A replay that ended closes at its last frame's capture time; a shutdown closes now.
-        when = self.last_capture[stream] if reason == "stream_ended" and self.last_capture[stream] else time.time()
+        when = self.last_capture[stream] if reason in ("stream_ended", "signal_lost") and self.last_capture[stream] \
+            else time.time()
         event = self.trackers[stream].close(self.last_seq[stream], when, reason)
         if event is not None:
             self._emit(event)
@@ -194,6 +211,8 @@ class InferenceLoop:
         for name in self.trackers:
             if name not in self._closed_streams:
                 self._close_alert(name, reason)
+            if self.watches[name].state not in ("ended", "failed"):  # the last word about every stream
+                publish_status(self.results, self.metrics, name, "stopped", self.last_seq[name])
 
     # ------------------------------------------------------------------ checks
     def health(self) -> tuple[bool, dict]:

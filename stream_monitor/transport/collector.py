@@ -13,7 +13,7 @@ __all__ = ["ResultCollector"]
 
 
 class ResultCollector(threading.Thread):
-    """Subscribes to results and alerts on `endpoint` and calls `on_message(decoded)` for each, in order.
+    """Subscribes to results, alerts and stream statuses on `endpoint` and calls `on_message(decoded)` for each, in order.
 
     `start_on(endpoints)` fits `Monitor(on_endpoints=...)`: it connects as soon as the monitor has bound
     its sockets, so that the monitor can wait for this subscriber before it captures the first frame.
@@ -35,7 +35,7 @@ class ResultCollector(threading.Thread):
     def run(self) -> None:
         context = zmq.Context()
         # A recorder, not a viewer: a deep queue so that it misses nothing on a busy machine.
-        socket = make_subscriber(context, self.endpoint, [b"result/", b"alert/"], hwm=self.hwm)
+        socket = make_subscriber(context, self.endpoint, [b"result/", b"alert/", b"status/"], hwm=self.hwm)
         self._connected.set()
         try:
             while not self._stopping.is_set():

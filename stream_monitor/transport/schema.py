@@ -17,12 +17,13 @@ import msgpack
 
 from ..errors import StreamMonitorError
 
-__all__ = ["ALERT_FIELDS", "FRAME_FIELDS", "RESULT_FIELDS", "SCHEMA_VERSION", "SchemaError", "decode",
+__all__ = ["ALERT_FIELDS", "FRAME_FIELDS", "RESULT_FIELDS", "SCHEMA_VERSION", "STATUS_FIELDS", "STREAM_STATES", "SchemaError", "decode",
            "encode", "topic", "validate"]
 
 SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20  # a result is ~1 KiB; a header is never a megabyte
-TOPICS = ("result", "alert", "frame")
+TOPICS = ("result", "alert", "frame", "status")
+STREAM_STATES = ("running", "stale", "reconnecting", "ended", "failed", "stopped")
 
 _NUM = (int, float)
 _OPT_INT = (int, type(None))
@@ -52,7 +53,11 @@ FRAME_FIELDS: dict[str, tuple[type, ...]] = {
     "v": (int,), "type": (str,), "stream": (str,), "seq": (int,), "t_capture": _NUM,
     "width": (int,), "height": (int,), "encoding": (str,),
 }
-_TABLES = {"result": RESULT_FIELDS, "alert": ALERT_FIELDS, "frame": FRAME_FIELDS}
+STATUS_FIELDS: dict[str, tuple[type, ...]] = {
+    "v": (int,), "type": (str,), "stream": (str,), "state": (str,), "t_event": _NUM, "last_seq": (int,),
+    "captured": (int,), "processed": (int,), "dropped": (int,),
+}
+_TABLES = {"result": RESULT_FIELDS, "alert": ALERT_FIELDS, "frame": FRAME_FIELDS, "status": STATUS_FIELDS}
 # Optional result fields, checked when present: `flags` = reasons the frame's score is not trusted.
 RESULT_OPTIONAL: dict[str, tuple[type, ...]] = {"flags": (list,)}
 _MAX_PIXELS = 1 << 16  # frame sizes and box coordinates: larger is not a frame, and overflows OpenCV's int32
@@ -98,6 +103,8 @@ def validate(message: Any) -> dict:
     _check(message, _TABLES[kind], kind)
     if kind == "result":
         _check_result(message)
+    if kind == "status" and message["state"] not in STREAM_STATES:
+        raise SchemaError(f"status: unknown state {message['state']!r}")
     return message
 
 
