@@ -106,7 +106,7 @@ class CaptureProcess(ServiceProcess):
 
     def _capture(self, ring: FrameRing, wakeup: zmq.Socket) -> None:
         masker = ScopeMasker(**self.mask_config.model_dump())
-        self._skipped_seen = 0
+        self._skipped_seen = self._silent_reopens = 0
         source = self._open(ring)
         if source is None:
             return
@@ -131,6 +131,7 @@ class CaptureProcess(ServiceProcess):
                         break
                     continue
                 t_capture, mono = time.time(), time.monotonic()
+                self._silent_reopens = 0
                 self._publish(ring, wakeup, masker, frame, t_capture, mono)
         finally:
             if source is not None:
@@ -169,7 +170,9 @@ class CaptureProcess(ServiceProcess):
         source.close()
         ring.header["reconnects"] = int(ring.header["reconnects"]) + 1
         ring.header["state"] = _STATE["reconnecting"]
-        self.stop_event.wait(_BACKOFF_S[0])
+        # A device that opens but delivers nothing must not be re-opened twice a second for ever.
+        self.stop_event.wait(_BACKOFF_S[min(self._silent_reopens, len(_BACKOFF_S) - 1)])
+        self._silent_reopens += 1
         reopened = self._open(ring)
         if reopened is not None:
             ring.header["state"] = _STATE["running"]
