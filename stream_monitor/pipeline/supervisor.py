@@ -98,6 +98,7 @@ class Monitor:
         self._stop_inference = Flag()
         self._logs = LogListener()
         self._restarts: dict[str, int] = {}
+        self.stopped_externally = False  # the inference process stopped on its own SIGTERM
         self._restart_at: dict[str, float] = {}
 
     # ------------------------------------------------------------------ start
@@ -176,6 +177,9 @@ class Monitor:
     def check(self) -> None:
         """Restart capture processes that crashed (with back-off); raise if inference died."""
         if self.inference is not None and not self.inference.is_alive():
+            if self.inference.exitcode == 0:  # it was told to stop: SIGTERM to the whole process group
+                self.stopped_externally = True
+                return
             raise StreamMonitorError(f"the inference process died (exit code {self.inference.exitcode})")
         for stream, process in list(self.captures.items()):
             if process.is_alive() or process.exitcode == 0:
@@ -200,8 +204,10 @@ class Monitor:
                 return True
             if not until_done:
                 time.sleep(0.2)
+            if should_stop():  # before check(): a SIGTERM to the group also stops the children
+                break
             self.check()
-            if should_stop():
+            if self.stopped_externally:
                 break
         return False
 
