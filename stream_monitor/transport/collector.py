@@ -6,6 +6,7 @@ import threading
 
 import zmq
 
+from .gaps import SequenceGaps
 from .schema import SchemaError, decode
 from .sockets import drain, make_subscriber
 
@@ -24,6 +25,7 @@ class ResultCollector(threading.Thread):
         self.on_message, self.hwm = on_message, hwm
         self.endpoint: str | None = None
         self.invalid = 0
+        self.sequence = SequenceGaps()  # results lost on the way here (at this subscriber's HWM)
         self._stopping = threading.Event()
         self._connected = threading.Event()
 
@@ -49,9 +51,13 @@ class ResultCollector(threading.Thread):
     def _handle(self, messages: list) -> None:
         for parts in messages:
             try:
-                self.on_message(decode(parts[-1].buffer))
+                message = decode(parts[-1].buffer)
             except SchemaError:
                 self.invalid += 1
+                continue
+            if message["type"] == "result":
+                self.sequence.add(message)
+            self.on_message(message)
 
     def stop(self) -> None:
         self._stopping.set()
