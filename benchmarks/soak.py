@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> dict:
             "streams": [{"name": n, "source": {"kind": "file", "path": str(CLIP), "pace": args.fps, "loop": True}}
                         for n in names],
             "model": {"checkpoint": str(args.model), "detector": str(args.detector), "threads": args.threads},
-            "pipeline": {"max_batch": args.max_batch, "ring_slots": 4, "max_frame_size": [640, 480]},
+            "pipeline": {"max_batch": args.max_batch, "ring_slots": 4, "max_frame_size": [640, 480],
+                         "frame_skipping": not args.no_frame_skipping},
             "transport": {"results": f"ipc://{work}/results.sock", "frames": None, "send_hwm": 1000},
             "metrics": {"port": 0, "frame_rate_hz": args.fps},
             "audit": {"path": str(work / "alerts.jsonl")}, "logging": {"level": "WARNING"},
@@ -227,6 +228,8 @@ def main() -> None:
     parser.add_argument("--sample-s", type=float, default=2.0, help="memory sampling interval, s")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the inference process")
     parser.add_argument("--max-batch", type=int, default=16)
+    parser.add_argument("--no-frame-skipping", action="store_true",
+                        help="capture processes convert every frame (ring drop-oldest only)")
     parser.add_argument("--model", type=Path, default=bundled.MODEL)
     parser.add_argument("--detector", type=Path, default=bundled.DETECTOR)
     args = parser.parse_args()

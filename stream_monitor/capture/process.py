@@ -55,10 +55,11 @@ class CaptureProcess(ServiceProcess):
 
     def __init__(self, stream: str, source: SourceConfig, scope_mask: ScopeMaskConfig, ring: str,
                  wakeup_endpoint: str, stop_event: Any, log_queue: Any, log_level: str = "INFO",
-                 threads: int = 1) -> None:
+                 threads: int = 1, frame_skipping: bool = False) -> None:
         super().__init__(f"capture:{stream}", stop_event, log_queue, log_level)
         self.stream, self.source_config, self.mask_config = stream, source, scope_mask
         self.ring_name, self.wakeup_endpoint, self.threads = ring, wakeup_endpoint, threads
+        self.frame_skipping = frame_skipping
 
     def main(self) -> None:
         # Per-frame work here is small; OpenCV's default thread pool (one per core) would only compete
@@ -123,7 +124,15 @@ class CaptureProcess(ServiceProcess):
                     break
                 if interval is not None:
                     next_due = self._pace(next_due, interval)
-                frame = source.read()
+                if self.frame_skipping and not source.lossless and ring.backlog() >= 1:
+                    # The model has not taken the last frame yet: it would be superseded anyway.
+                    if source.skip():
+                        ring.header["skipped"] = int(ring.header["skipped"]) + 1
+                        ring.header["last_capture"] = time.time()  # the source is alive, just not needed now
+                        continue
+                    frame = None
+                else:
+                    frame = source.read()
                 self._count_skipped(ring, source)
                 if frame is None:
                     source = self._after_end(source, ring)

@@ -50,6 +50,11 @@ class FrameSource(ABC):
     def read(self) -> np.ndarray | None:
         """The next frame, or None at the end of a replay / when a live source stopped delivering."""
 
+    def skip(self) -> bool:
+        """Move past the next frame as cheaply as the source allows (frame skipping); False where
+        `read` would have returned None."""
+        return self.read() is not None
+
     def rewind(self) -> bool:
         """Start a replay again from its first frame; False when the source cannot."""
         return False
@@ -76,6 +81,10 @@ class _OpenCvSource(FrameSource):
     def read(self) -> np.ndarray | None:
         ok, frame = self._capture.read()
         return frame if ok and frame is not None and frame.size else None
+
+    def skip(self) -> bool:
+        # grab() decodes (inter frames need their predecessors) but skips the colour conversion.
+        return bool(self._capture.grab())
 
     def close(self) -> None:
         self._capture.release()

@@ -169,7 +169,8 @@ class InferenceLoop:
             self.metrics.sync_capture(name, int(header["captured"]), int(header["errors"]),
                                       int(header["reconnects"]), state, float(header["last_capture"]),
                                       ring.write_seq - self.batcher.taken[name],
-                                      invalid=int(header["invalid"]), converted=int(header["converted"]))
+                                      invalid=int(header["invalid"]), converted=int(header["converted"]),
+                                      skipped=int(header["skipped"]))
             drained = ring.write_seq <= self.batcher.taken[name]
             if state in (_ENDED, _FAILED) and name not in self._closed_streams and drained:
                 self._closed_streams.add(name)

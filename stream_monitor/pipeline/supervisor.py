@@ -157,7 +157,8 @@ class Monitor:
         cfg = self.config.stream(stream)
         process = CaptureProcess(stream, cfg.source, cfg.scope_mask, self.rings[stream].name,
                                  f"ipc://{self.run_dir}/wakeup.sock", Flag(), self._logs.queue,
-                                 self.config.logging.level, self.config.pipeline.capture_threads)
+                                 self.config.logging.level, self.config.pipeline.capture_threads,
+                                 self.config.pipeline.frame_skipping)
         process.start()
         self.captures[stream] = process
 
