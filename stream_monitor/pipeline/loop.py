@@ -186,6 +186,8 @@ class InferenceLoop:
             self._close_alert(stream, "signal_lost")
             self.trackers[stream].reset()
             log.warning("%s: no frames (%s); alert state reset", stream, state)
+        elif state == "running":  # a restarted capture process: its alerts must be closed at shutdown again
+            self._closed_streams.discard(stream)
         self.metrics.stream_stale.labels(stream).set(1 if state in SILENT_STATES else 0)
         publish_status(self.results, self.metrics, stream, state, self.last_seq[stream])
 

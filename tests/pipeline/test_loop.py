@@ -190,3 +190,21 @@ def test_non_finite_frames_are_flagged_counted_and_kept_out_of_the_alert(rig):
     assert value("stream_monitor_ood_score_ratio_count", {"stream": "endo"}) == 4  # flagged frames stay out
     rig.loop.finish("shutdown")  # the audit log takes the alert's end: no NaN reached its JSON
     assert [r["event"] for r in read_audit_log(rig.tmp / "alerts.jsonl")] == ["alert_start", "alert_end"]
+
+
+def test_a_stream_whose_capture_failed_and_was_restarted_still_has_its_alert_closed_at_shutdown(rig):
+    """Regression story: a capture process that failed marked its stream closed for good, so after the
+    supervisor restarted it, an alert opened later was never ended at shutdown — an alert_start without
+    an alert_end in the audit log."""
+    rig.ring.header["state"] = STATE_NAMES.index("running")
+    rig.loop.housekeeping()
+    rig.ring.header["state"] = STATE_NAMES.index("failed")
+    rig.loop.housekeeping()
+    rig.ring.header["state"] = STATE_NAMES.index("running")  # the supervisor restarted it
+    for score in (2.0, 2.0):
+        _frame(rig.ring, score)
+        rig.loop.step(1.0)
+    rig.loop.housekeeping()
+    rig.loop.finish("shutdown")
+    records = read_audit_log(rig.tmp / "alerts.jsonl")
+    assert [(r["event"], r.get("reason")) for r in records] == [("alert_start", None), ("alert_end", "shutdown")]
