@@ -49,9 +49,9 @@ class RedScorer:
 
 
 class ScriptedCamera:
-    """The camera's life: open → 6 OOD frames, a 2.5 s hang, 1 OOD frame, 0.7 s of nothing (less than
-    stale_after_s = 1 s), disconnect; 3 failed re-opens; open → 1 OOD frame, then ID frames until the
-    test stops."""
+    """The camera's life: open → 6 OOD frames, a 3 s hang, 1 OOD frame, 1 s of nothing (less than
+    stale_after_s = 1.5 s: the loop sees the stream running again), disconnect; 3 failed re-opens;
+    open → 1 OOD frame, then ID frames until the test stops."""
 
     def __init__(self, stop: Flag) -> None:
         self.stop, self.opens, self.open_times = stop, 0, []
@@ -77,10 +77,10 @@ class _Session(FrameSource):
             return None  # OpenCV's read() after the device disappeared
         step = self.script.pop(0)
         if step == "hang":
-            self.stop.wait(2.5)
+            self.stop.wait(3.0)
             step = self.script.pop(0)
         if step == "pause":  # long enough for the loop to see the stream running again, not stale
-            self.stop.wait(0.7)
+            self.stop.wait(1.0)
             return None
         self.stop.wait(1 / 30)
         return np.full((48, 64, 3), step, np.uint8)
@@ -102,7 +102,7 @@ def test_a_camera_that_hangs_and_vanishes_is_marked_stale_reconnected_with_backo
     config = MonitorConfig.model_validate({
         "streams": [{"name": "cam", "source": {"kind": "camera", "device": 0}}],
         "alerts": {"threshold": 1.0, "enter_n": 2, "enter_m": 3, "clear_after_s": 30.0},
-        "metrics": {"stale_after_s": 1.0}, "transport": {"frames": None}})
+        "metrics": {"stale_after_s": 1.5}, "transport": {"frames": None}})
     ring = FrameRing.create(f"sm-test-{uuid.uuid4().hex[:8]}", 8, (64, 48), 8)
     context = zmq.Context()
     wakeups = context.socket(zmq.PULL)
