@@ -61,7 +61,7 @@ class Metrics:
                                       "score (reason: non_finite_logits, non_finite_score)", ["stream", "reason"],
                                       registry=r)
         self.messages_published = Counter(f"{p}_messages_published", "ZeroMQ messages sent, by topic kind "
-                                          "(result, alert, frame)", ["topic"], registry=r)
+                                          "(result, alert, status, frame)", ["topic"], registry=r)
         self.viewer_frames_skipped = Counter(f"{p}_viewer_frames_skipped", "Scored frames not sent to "
                                              "viewers (reason: rate_limit, busy, gone)", ["stream", "reason"], registry=r)
         self.config_reloads = Counter(f"{p}_config_reloads", "Config file reloads (result: applied, "
