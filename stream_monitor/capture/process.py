@@ -129,11 +129,12 @@ class CaptureProcess(ServiceProcess):
                     if source.skip():
                         ring.header["skipped"] = int(ring.header["skipped"]) + 1
                         ring.header["last_capture"] = time.time()  # the source is alive, just not needed now
+                        self._count_read_errors(ring, source)
                         continue
                     frame = None
                 else:
                     frame = source.read()
-                self._count_skipped(ring, source)
+                self._count_read_errors(ring, source)
                 if frame is None:
                     source = self._after_end(source, ring)
                     if source is None:
@@ -146,8 +147,8 @@ class CaptureProcess(ServiceProcess):
             if source is not None:
                 source.close()
 
-    def _count_skipped(self, ring: FrameRing, source: FrameSource) -> None:
-        # Frames the source could not decode (and skipped) count as capture read errors, as they happen.
+    def _count_read_errors(self, ring: FrameRing, source: FrameSource) -> None:
+        # Frames the source could not decode (and passed over) count as capture read errors, as they happen.
         skipped = getattr(source, "skipped", 0)
         if skipped > self._skipped_seen:
             ring.header["errors"] = int(ring.header["errors"]) + skipped - self._skipped_seen

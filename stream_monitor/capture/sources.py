@@ -112,18 +112,25 @@ class VideoFileSource(_OpenCvSource):
     def lossless(self) -> bool:
         return self.config.lossless
 
-    skipped = 0  # frames that failed to decode and were skipped
+    skipped = 0  # frames that failed to decode and were passed over (counted as read errors)
 
     def read(self) -> np.ndarray | None:
         # A frame the decoder rejects (a damaged MJPEG frame, a corrupt packet) reads as failure just
         # like the end of the file; reading on finds the frames after it. Only a run of failures is the
-        # end, and failures are counted as skipped frames only once a good frame follows them.
+        # end, and failures are counted only once a good frame follows them.
         for failures in range(_MAX_DECODE_FAILURES + 1):
             frame = super().read()
             if frame is not None:
                 self.skipped += failures
                 return frame
         return None
+
+    def skip(self) -> bool:
+        for failures in range(_MAX_DECODE_FAILURES + 1):  # the same tolerance as `read`
+            if super().skip():
+                self.skipped += failures
+                return True
+        return False
 
     def rewind(self) -> bool:
         if not self.config.loop:

@@ -170,11 +170,12 @@ def _damaged_mjpeg(path, frames: list[np.ndarray], damaged: list[int]) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_a_decoder_error_mid_file_skips_the_frame_instead_of_ending_the_replay(tmp_path, endoscopy_frames):
+@pytest.mark.parametrize("mode", ["lossless", "frame_skipping"])
+def test_a_decoder_error_mid_file_skips_the_frame_instead_of_ending_the_replay(tmp_path, endoscopy_frames, mode):
     """Regression story: OpenCV reports an undecodable frame exactly like the end of the file, so the
     first damaged frame used to end the replay (and with `loop: true` restart it, never getting past
     it). Now the real capture process reads past 4 damaged frames of 60, counts them as read errors,
-    and ends at the real end of the file."""
+    and ends at the real end of the file — also when it only decodes (frame skipping)."""
     small = [cv2.resize(f, (260, 231), interpolation=cv2.INTER_AREA) for f in endoscopy_frames]
     path = tmp_path / "damaged.avi"
     _damaged_mjpeg(path, small, damaged=[20, 21, 22, 40])
@@ -182,20 +183,23 @@ def test_a_decoder_error_mid_file_skips_the_frame_instead_of_ending_the_replay(t
     context = zmq.Context()
     pull = context.socket(zmq.PULL)
     pull.bind(f"ipc://{tmp_path}/wake.sock")
-    process = CaptureProcess("damaged", FileSource(kind="file", path=path, pace="max", lossless=True),
-                             ScopeMaskConfig(mode="off"), ring.name, f"ipc://{tmp_path}/wake.sock", Flag(), None)
+    process = CaptureProcess("damaged", FileSource(kind="file", path=path, pace=300.0, lossless=mode == "lossless"),
+                             ScopeMaskConfig(mode="off"), ring.name, f"ipc://{tmp_path}/wake.sock", Flag(), None,
+                             frame_skipping=mode == "frame_skipping")
     try:
         process.start()
         deadline = time.monotonic() + 120
         while process.is_alive() and time.monotonic() < deadline:  # a lossless replay waits for its consumer
-            ring.mark_consumed(ring.write_seq)
             if pull.poll(50):
                 pull.recv()
+            time.sleep(0.01)  # a consumer slower than the replay: frame skipping has something to skip
+            ring.mark_consumed(ring.write_seq)
         process.join(10)
         assert process.exitcode == 0
         header = ring.header
         assert STATE_NAMES[int(header["state"])] == "ended"
-        assert int(header["captured"]) == 56 and int(header["errors"]) == 4
+        assert int(header["captured"]) + int(header["skipped"]) == 56 and int(header["errors"]) == 4
+        assert (int(header["skipped"]) > 0) == (mode == "frame_skipping")
     finally:
         if process.is_alive():
             process.kill()
