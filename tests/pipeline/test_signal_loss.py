@@ -174,3 +174,56 @@ def test_a_camera_that_hangs_and_vanishes_is_marked_stale_reconnected_with_backo
     assert value("stream_monitor_source_reconnects_total", {"stream": "cam"}) == 1
     assert 1.0 in stale_seen and stale_seen[-1] == 0.0
     assert value("stream_monitor_messages_published_total", {"topic": "status"}) == 5
+
+
+def test_a_camera_that_is_not_there_keeps_the_monitor_up_reconnecting_and_unready(tmp_path, live_model):
+    """The whole monitor, real processes, a real V4L2 camera source whose device does not exist (a
+    capture card not plugged in at start-up): the capture process keeps re-opening it with back-off
+    instead of crashing, the stream is `reconnecting` (a status message to subscribers, stream_stale 1
+    in /metrics, /readyz 503 naming the stream's state), while /healthz stays 200 — the monitor itself
+    works and is waiting for its camera."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from stream_monitor.demo_summary import metric, scrape
+    from stream_monitor.pipeline.supervisor import Monitor
+    from stream_monitor.transport.collector import ResultCollector
+
+    config = MonitorConfig.model_validate({
+        "instance": f"cam{tmp_path.name[-10:].replace('_', '')}",
+        "streams": [{"name": "cam", "source": {"kind": "camera", "device": "/dev/video-not-plugged-in"}}],
+        "model": {"checkpoint": str(live_model.checkpoint), "detector": str(live_model.detector), "threads": 1},
+        "pipeline": {"max_frame_size": [640, 480]},
+        "transport": {"results": f"ipc://{tmp_path}/results.sock", "frames": None},
+        "metrics": {"port": 0}, "audit": {"path": str(tmp_path / "alerts.jsonl")}})
+    statuses: list[str] = []
+    collector = ResultCollector(lambda m: statuses.append(m["state"]) if m["type"] == "status" else None)
+    monitor = Monitor(config, wait_for_subscribers=1, on_endpoints=collector.start_on)
+
+    def get(url: str) -> tuple[int, dict | str]:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                body = response.read().decode()
+                return response.status, json.loads(body) if body.startswith("{") else body
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read().decode())
+
+    try:
+        endpoints = monitor.start()
+        deadline = time.monotonic() + 30
+        while "reconnecting" not in statuses:
+            assert time.monotonic() < deadline, statuses
+            monitor.check()  # raises if a process died
+            time.sleep(0.1)
+        ready_status, ready = get(endpoints.metrics_url + "/readyz")
+        health_status, _ = get(endpoints.metrics_url + "/healthz")
+        samples = scrape(get(endpoints.metrics_url + "/metrics")[1])
+        assert monitor.captures["cam"].is_alive()
+    finally:
+        codes = monitor.stop()
+        collector.stop()
+    assert ready_status == 503 and ready["streams"]["cam"]["state"] == "reconnecting" and health_status == 200
+    assert metric(samples, "stream_monitor_stream_stale", stream="cam") == 1
+    assert metric(samples, "stream_monitor_capture_state", stream="cam", stream_monitor_capture_state="reconnecting") == 1
+    assert all(code == 0 for code in codes.values()), codes
