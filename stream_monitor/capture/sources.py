@@ -224,6 +224,13 @@ class ImageFolderSource(FrameSource):
                 self.skipped += 1
         return None
 
+    def skip(self) -> bool:
+        # An image needs no predecessor to decode: skipping one is free.
+        if self._next >= len(self.files):
+            return False
+        self._next += 1
+        return True
+
     def rewind(self) -> bool:
         if not self.config.loop:
             return False

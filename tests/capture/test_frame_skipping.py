@@ -54,3 +54,16 @@ def test_frames_are_only_decoded_while_the_last_one_waits_and_every_one_is_count
         context.term()
         ring.close()
         ring.unlink()
+
+
+def test_an_image_folder_skips_without_decoding(tmp_path):
+    """Skipping an image costs nothing: the file is not even read (a broken one is not an error then)."""
+    from stream_monitor.capture.sources import open_source
+    from stream_monitor.config import FolderSource
+
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((8, 8, 3), 40 * i, np.uint8))
+    (tmp_path / "1.png").write_bytes(b"broken")
+    source = open_source(FolderSource(kind="folder", path=tmp_path))
+    assert int(source.read().mean()) == 0 and source.skip() and int(source.read().mean()) == 80
+    assert not source.skip() and source.skipped == 0
