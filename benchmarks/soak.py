@@ -91,8 +91,12 @@ def window_median(samples: list, key: str, start: float, stop: float) -> float:
 
 
 def accounting(metrics_url: str, streams: list[str], timeout_s: float) -> tuple[dict, bool]:
-    """Per stream captured / processed / dropped from /metrics once the rings are drained."""
+    """Per stream captured / processed / dropped from /metrics once the rings are drained: the capture
+    processes have exited (their ring counters are final), and two scrapes a second apart — four of the
+    loop's 0.25 s counter syncs — agree and balance. One balanced scrape is not enough: the captured
+    counter is synced from the ring headers periodically, processed at once."""
     deadline = time.monotonic() + timeout_s
+    previous = None
     while True:
         samples = scrape(urllib.request.urlopen(metrics_url + "/metrics", timeout=10).read().decode())
         rows = {}
@@ -103,9 +107,10 @@ def accounting(metrics_url: str, streams: list[str], timeout_s: float) -> tuple[
                        "processed": metric(samples, "stream_monitor_frames_processed_total", stream=s),
                        "dropped": sum(dropped.values()), "dropped_by_reason": {k: v for k, v in dropped.items() if v}}
         balanced = all(r["captured"] == r["processed"] + r["dropped"] for r in rows.values())
-        if balanced or time.monotonic() > deadline:
-            return rows, balanced
-        time.sleep(0.5)
+        if (balanced and rows == previous) or time.monotonic() > deadline:
+            return rows, balanced and rows == previous
+        previous = rows
+        time.sleep(1.0)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -150,6 +155,7 @@ def run(args: argparse.Namespace) -> dict:
             monitor.stop_captures()
             rows, balanced = accounting(endpoints.metrics_url, names, timeout_s=60)
             loads.append(load())
+            time.sleep(1.0)  # the last results reach the collector
         finally:
             stop_sampling.set()
             codes = monitor.stop()
@@ -176,6 +182,7 @@ def summarise(args, names, latencies, memory, loads, rows, balanced, codes, star
                                "p99_ms": 1000 * float(np.percentile(sel, 99)), "max_ms": 1000 * float(sel.max())})
     for name in names:
         rows[name]["results_received"] = len(latencies.by_stream.get(name, []))
+        rows[name]["all_results_received"] = rows[name]["results_received"] == rows[name]["processed"]
         lat = np.array([x for _, x in latencies.by_stream.get(name, [])])
         rows[name]["p50_ms"] = 1000 * float(np.percentile(lat, 50)) if len(lat) else None
         rows[name]["p99_ms"] = 1000 * float(np.percentile(lat, 99)) if len(lat) else None
@@ -206,8 +213,10 @@ def markdown(r: dict) -> str:
               "| minute | results | p50 | p99 | max |", "|---|---|---|---|---|"]
     lines += [f"| {m['minute']} | {m['results']} | {m['p50_ms']:.0f} ms | {m['p99_ms']:.0f} ms | {m['max_ms']:.0f} ms |"
               for m in lat["per_minute"]]
+    received = all(row["all_results_received"] for row in r["per_stream"].values())
     lines += ["", f"Accounting (captures stopped, rings drained): captured = processed + dropped for every stream: "
-              f"**{r['accounting_balanced']}**.", "",
+              f"**{r['accounting_balanced']}**; every processed frame's result received by the subscriber: "
+              f"**{received}**.", "",
               "| stream | captured | processed | dropped | results received | p50 | p99 |", "|---|---|---|---|---|---|---|"]
     for name, row in r["per_stream"].items():
         lines.append(f"| {name} | {row['captured']:.0f} | {row['processed']:.0f} | {row['dropped']:.0f} | "
