@@ -58,8 +58,6 @@ STATUS_FIELDS: dict[str, tuple[type, ...]] = {
     "captured": (int,), "processed": (int,), "dropped": (int,),
 }
 _TABLES = {"result": RESULT_FIELDS, "alert": ALERT_FIELDS, "frame": FRAME_FIELDS, "status": STATUS_FIELDS}
-# Optional result fields, checked when present: `flags` = reasons the frame's score is not trusted.
-RESULT_OPTIONAL: dict[str, tuple[type, ...]] = {"flags": (list,)}
 _MAX_PIXELS = 1 << 16  # frame sizes and box coordinates: larger is not a frame, and overflows OpenCV's int32
 _NESTED = {"parts": PARTS_FIELDS, "alert": ALERT_STATE_FIELDS, "top_neurons": NEURON_FIELDS,
            "heatmap": HEATMAP_FIELDS, "frame": FRAME_INFO_FIELDS}
@@ -122,8 +120,6 @@ def _check_result(message: dict) -> None:
             if not isinstance(message[name], dict):
                 raise SchemaError(f"result.{name}: is {type(message[name]).__name__}, expected dict")
             _check(message[name], table, f"result.{name}")
-    _check({k: message[k] for k in RESULT_OPTIONAL if k in message}, {k: t for k, t in RESULT_OPTIONAL.items()
-                                                                         if k in message}, "result")
     _items(message["probs"], _NUM, "result.probs")
     neurons = message["top_neurons"]
     _items(neurons["ids"], (int,), "result.top_neurons.ids")
@@ -135,7 +131,9 @@ def _check_result(message: dict) -> None:
     _items(box, (int,), "result.frame.box")
     if len(box) != 4 or not all(0 <= v <= _MAX_PIXELS for v in (*box, frame["width"], frame["height"])):
         raise SchemaError(f"result.frame: box must be 4 pixel coordinates and sizes within 0…{_MAX_PIXELS}")
-    if "flags" in message:
+    if "flags" in message:  # optional: the reasons a frame's score is not trusted (NaN / inf)
+        if not isinstance(message["flags"], list):
+            raise SchemaError(f"result: field 'flags' is {type(message['flags']).__name__}, expected list")
         _items(message["flags"], (str,), "result.flags")
     heatmap = message["heatmap"]
     if heatmap is not None:
