@@ -214,6 +214,11 @@ def markdown(r: dict) -> str:
     lines += [f"| {m['minute']} | {m['results']} | {m['p50_ms']:.0f} ms | {m['p99_ms']:.0f} ms | {m['max_ms']:.0f} ms |"
               for m in lat["per_minute"]]
     received = all(row["all_results_received"] for row in r["per_stream"].values())
+    rates = [row["captured"] / r["duration_s"] for row in r["per_stream"].values()]
+    scored = [row["processed"] / r["duration_s"] for row in r["per_stream"].values()]
+    lines += ["", f"Read from the sources: {np.mean(rates):.1f} frames/s per stream on average (min {min(rates):.1f}; "
+              f"paced at {r['fps_per_stream']:g}: a capture process that falls behind its schedule restarts it rather "
+              f"than bursting); scored: {np.mean(scored):.2f} frames/s per stream, {sum(scored):.1f} in all."]
     lines += ["", f"Accounting (captures stopped, rings drained): captured = processed + dropped for every stream: "
               f"**{r['accounting_balanced']}**; every processed frame's result received by the subscriber: "
               f"**{received}**.", "",
