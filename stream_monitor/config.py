@@ -192,6 +192,9 @@ class PipelineConfig(_Strict):
     max_frame_age_ms: float | None = Field(None, gt=0, description="drop frames older than this at batching")
     capture_threads: int = Field(1, ge=1, le=64, description="OpenCV and FFmpeg-decoder threads per capture "
                                  "process; more only for streams one core cannot decode")
+    frame_skipping: bool = Field(False, description="capture processes only decode (no colour conversion, "
+                                 "crop, resize or copy) while the frame they wrote last is still waiting for the "
+                                 "model; for many streams on few cores. Skipped frames are counted as dropped")
 
 
 class TransportConfig(_Strict):

@@ -52,7 +52,8 @@ class LogListener:
         return self
 
     def stop(self) -> None:
-        self._listener.stop()
+        if self._listener._thread is not None:  # stop() before start() (a start-up check failed)
+            self._listener.stop()
         self.queue.close()
         self.queue.join_thread()
 
@@ -122,13 +123,26 @@ class ServiceProcess(SPAWN.Process):  # type: ignore[name-defined,misc]
         root.setLevel(self._log_level)
         log = logging.getLogger(f"stream_monitor.{type(self).__name__}")
         threading.Thread(target=self._watch_parent, args=(os.getppid(), log), name="parent-watch", daemon=True).start()
+        code = 0
         try:
             self.main()
         except Exception:
             log.exception("%s failed", self.name)
-            sys.exit(1)
+            code = 1
         finally:
             logging.shutdown()
+        self._flush_and_exit(code)
+
+    def _flush_and_exit(self, code: int) -> None:
+        """Exit now that `main` has closed what it owns (audit log fsynced, sockets, rings): the
+        interpreter's own teardown with torch and OpenVINO loaded takes seconds — more than the whole
+        2 s shutdown budget — and has nothing left to save. Logs and std streams are flushed first."""
+        if self._log_queue is not None:
+            self._log_queue.close()
+            self._log_queue.join_thread()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
     def main(self) -> None:
         raise NotImplementedError

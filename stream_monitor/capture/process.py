@@ -25,6 +25,7 @@ from ..errors import InputError
 from ..preprocess import to_model_rgb
 from ..scope_mask import ScopeMasker
 from ..service import ServiceProcess
+from .frames import as_bgr_uint8
 from .ring import FLAG_LOSSLESS, STATE_NAMES, FrameRing
 from .sources import FrameSource, SourceError, open_source
 
@@ -54,10 +55,11 @@ class CaptureProcess(ServiceProcess):
 
     def __init__(self, stream: str, source: SourceConfig, scope_mask: ScopeMaskConfig, ring: str,
                  wakeup_endpoint: str, stop_event: Any, log_queue: Any, log_level: str = "INFO",
-                 threads: int = 1) -> None:
+                 threads: int = 1, frame_skipping: bool = False) -> None:
         super().__init__(f"capture:{stream}", stop_event, log_queue, log_level)
         self.stream, self.source_config, self.mask_config = stream, source, scope_mask
         self.ring_name, self.wakeup_endpoint, self.threads = ring, wakeup_endpoint, threads
+        self.frame_skipping = frame_skipping
 
     def main(self) -> None:
         # Per-frame work here is small; OpenCV's default thread pool (one per core) would only compete
@@ -105,6 +107,7 @@ class CaptureProcess(ServiceProcess):
 
     def _capture(self, ring: FrameRing, wakeup: zmq.Socket) -> None:
         masker = ScopeMasker(**self.mask_config.model_dump())
+        self._skipped_seen = self._silent_reopens = 0
         source = self._open(ring)
         if source is None:
             return
@@ -121,21 +124,35 @@ class CaptureProcess(ServiceProcess):
                     break
                 if interval is not None:
                     next_due = self._pace(next_due, interval)
-                frame = source.read()
+                if self.frame_skipping and not source.lossless and ring.backlog() >= 1:
+                    # The model has not taken the last frame yet: it would be superseded anyway.
+                    if source.skip():
+                        ring.header["skipped"] = int(ring.header["skipped"]) + 1
+                        ring.header["last_capture"] = time.time()  # the source is alive, just not needed now
+                        self._count_read_errors(ring, source)
+                        continue
+                    frame = None
+                else:
+                    frame = source.read()
+                self._count_read_errors(ring, source)
                 if frame is None:
                     source = self._after_end(source, ring)
                     if source is None:
                         break
                     continue
                 t_capture, mono = time.time(), time.monotonic()
-                if not self._publish(ring, wakeup, masker, frame, t_capture, mono):
-                    ring.header["errors"] = int(ring.header["errors"]) + 1
+                self._silent_reopens = 0
+                self._publish(ring, wakeup, masker, frame, t_capture, mono)
         finally:
             if source is not None:
                 source.close()
-            skipped = getattr(source, "skipped", 0)
-            if skipped:
-                ring.header["errors"] = int(ring.header["errors"]) + skipped
+
+    def _count_read_errors(self, ring: FrameRing, source: FrameSource) -> None:
+        # Frames the source could not decode (and passed over) count as capture read errors, as they happen.
+        skipped = getattr(source, "skipped", 0)
+        if skipped > self._skipped_seen:
+            ring.header["errors"] = int(ring.header["errors"]) + skipped - self._skipped_seen
+        self._skipped_seen = skipped
 
     def _pace(self, next_due: float, interval: float) -> float:
         now = time.monotonic()
@@ -163,7 +180,9 @@ class CaptureProcess(ServiceProcess):
         source.close()
         ring.header["reconnects"] = int(ring.header["reconnects"]) + 1
         ring.header["state"] = _STATE["reconnecting"]
-        self.stop_event.wait(_BACKOFF_S[0])
+        # A device that opens but delivers nothing must not be re-opened twice a second for ever.
+        self.stop_event.wait(_BACKOFF_S[min(self._silent_reopens, len(_BACKOFF_S) - 1)])
+        self._silent_reopens += 1
         reopened = self._open(ring)
         if reopened is not None:
             ring.header["state"] = _STATE["running"]
@@ -171,12 +190,22 @@ class CaptureProcess(ServiceProcess):
 
     def _publish(self, ring: FrameRing, wakeup: zmq.Socket, masker: ScopeMasker, frame: np.ndarray,
                  t_capture: float, mono: float) -> bool:
+        """Convert, crop, resize and write one frame; an unusable one is counted and skipped."""
         try:
+            frame, converted = as_bgr_uint8(frame)
             box = masker.update(frame)
             model_rgb = to_model_rgb(box.crop(frame), ring.model_size)
-        except InputError as exc:
-            log.warning("%s: unusable frame (%s)", self.stream, exc)
+        except (InputError, cv2.error, ValueError) as exc:
+            invalid = int(ring.header["invalid"]) + 1
+            ring.header["invalid"] = invalid
+            if invalid & (invalid - 1) == 0:  # 1st, 2nd, 4th, 8th …: a broken source must not flood the log
+                log.warning("%s: unusable frame skipped (%s); %d so far", self.stream, exc, invalid)
             return False
+        if converted is not None:
+            count = int(ring.header["converted"]) + 1
+            ring.header["converted"] = count
+            if count & (count - 1) == 0:
+                log.info("%s: converting %s frames to 8-bit BGR; %d so far", self.stream, converted, count)
         shown = ring.fit_frame(frame)
         scale = shown.shape[0] / frame.shape[0]  # the box is drawn on the (possibly shrunk) ring frame
         seq = ring.write(shown, model_rgb, t_capture, mono,

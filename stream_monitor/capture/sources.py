@@ -23,6 +23,7 @@ from ..errors import InputError, StreamMonitorError
 __all__ = ["FrameSource", "SourceError", "open_source", "opencv_has_gstreamer"]
 
 _DEFAULT_FPS = 30.0  # used when a file does not say its rate (CAP_PROP_FPS = 0)
+_MAX_DECODE_FAILURES = 25  # consecutive undecodable frames of a file before it counts as ended
 
 
 class SourceError(StreamMonitorError):
@@ -48,6 +49,11 @@ class FrameSource(ABC):
     @abstractmethod
     def read(self) -> np.ndarray | None:
         """The next frame, or None at the end of a replay / when a live source stopped delivering."""
+
+    def skip(self) -> bool:
+        """Move past the next frame as cheaply as the source allows (frame skipping); False where
+        `read` would have returned None."""
+        return self.read() is not None
 
     def rewind(self) -> bool:
         """Start a replay again from its first frame; False when the source cannot."""
@@ -76,6 +82,10 @@ class _OpenCvSource(FrameSource):
         ok, frame = self._capture.read()
         return frame if ok and frame is not None and frame.size else None
 
+    def skip(self) -> bool:
+        # grab() decodes (inter frames need their predecessors) but skips the colour conversion.
+        return bool(self._capture.grab())
+
     def close(self) -> None:
         self._capture.release()
 
@@ -86,7 +96,8 @@ class VideoFileSource(_OpenCvSource):
     def __init__(self, config: FileSource, threads: int = 1) -> None:
         if not config.path.is_file():
             raise SourceError(f"video file {config.path} does not exist")
-        super().__init__(str(config.path), cv2.CAP_FFMPEG, f"video file {config.path}", _decode_threads(threads))
+        self._params = _decode_threads(threads)
+        super().__init__(str(config.path), cv2.CAP_FFMPEG, f"video file {config.path}", self._params)
         self.config = config
 
     @property
@@ -101,10 +112,35 @@ class VideoFileSource(_OpenCvSource):
     def lossless(self) -> bool:
         return self.config.lossless
 
+    skipped = 0  # frames that failed to decode and were passed over (counted as read errors)
+
+    def read(self) -> np.ndarray | None:
+        # A frame the decoder rejects (a damaged MJPEG frame, a corrupt packet) reads as failure just
+        # like the end of the file; reading on finds the frames after it. Only a run of failures is the
+        # end, and failures are counted only once a good frame follows them.
+        for failures in range(_MAX_DECODE_FAILURES + 1):
+            frame = super().read()
+            if frame is not None:
+                self.skipped += failures
+                return frame
+        return None
+
+    def skip(self) -> bool:
+        for failures in range(_MAX_DECODE_FAILURES + 1):  # the same tolerance as `read`
+            if super().skip():
+                self.skipped += failures
+                return True
+        return False
+
     def rewind(self) -> bool:
         if not self.config.loop:
             return False
-        return bool(self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0))
+        if self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0):
+            return True
+        # Some containers cannot seek: open the file again instead of ending a looped replay.
+        self._capture.release()
+        self._capture = cv2.VideoCapture(str(self.config.path), cv2.CAP_FFMPEG, self._params)
+        return self._capture.isOpened()
 
 
 class CameraDeviceSource(_OpenCvSource):
@@ -187,6 +223,13 @@ class ImageFolderSource(FrameSource):
             except InputError:
                 self.skipped += 1
         return None
+
+    def skip(self) -> bool:
+        # An image needs no predecessor to decode: skipping one is free.
+        if self._next >= len(self.files):
+            return False
+        self._next += 1
+        return True
 
     def rewind(self) -> bool:
         if not self.config.loop:

@@ -47,8 +47,25 @@ def run(args: argparse.Namespace) -> int:
     finally:
         codes = monitor.stop()
         signal.signal(signal.SIGTERM, previous)
+        _stop_resource_tracker()
     failed = {name: code for name, code in codes.items() if code not in (0, None)}
     if failed:
         print(f"stream-monitor run: processes exited with errors: {failed}")
         return 1
     return 0
+
+
+def _stop_resource_tracker() -> None:
+    """Wait for Python's shared-memory resource tracker to exit with us (the rings are unlinked by now).
+    Left alone it exits a moment after this process and, reparented to PID 1, can linger as a zombie in
+    the service's process group — which a service manager counts as a process not yet stopped. Only
+    here, at the end of the command: in a process that still holds shared memory it would unlink it."""
+    from multiprocessing import resource_tracker
+
+    stop = getattr(getattr(resource_tracker, "_resource_tracker", None), "_stop", None)
+    if stop is not None:
+        try:
+            stop()
+        except Exception:  # private API; exiting without it only leaves the zombie behind
+            pass
+

@@ -26,9 +26,12 @@ SCORE_RATIO_BUCKETS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0,
 # (stage, reason) pairs of stream_monitor_frames_dropped_total; every drop on the scored path is one.
 DROP_REASONS = {
     ("capture", "read_error"): "a frame could not be decoded or preprocessed by the capture process",
+    ("capture", "invalid_frame"): "the source delivered an unusable frame (empty, not an image, unsupported dtype)",
+    ("capture", "skipped"): "pipeline.frame_skipping: decoded only, while the previous frame still waited for the model",
     ("ring", "superseded"): "a newer frame of the stream was taken instead (drop-oldest)",
     ("ring", "overwritten"): "the capture process overwrote the slot before the batcher copied it",
     ("batcher", "stale"): "older than pipeline.max_frame_age_ms when batched",
+    ("inference", "scoring_error"): "the scorer refused the frame even on its own (NaN or inf inside)",
 }
 
 
@@ -44,16 +47,21 @@ class Metrics:
         self.registry = registry
         r, p = registry, PREFIX
         buckets = latency_buckets(frame_rate_hz)
-        self.frames_captured = Counter(f"{p}_frames_captured", "Frames the capture process read and put in "
-                                       "its ring", ["stream"], registry=r)
+        self.frames_captured = Counter(f"{p}_frames_captured", "Frames the capture process read from the "
+                                       "source (put in its ring, or dropped at stage capture)", ["stream"], registry=r)
         self.frames_processed = Counter(f"{p}_frames_processed", "Frames scored and published", ["stream"], registry=r)
         self.frames_dropped = Counter(f"{p}_frames_dropped", "Frames captured but never scored, by stage and "
                                       "reason", ["stream", "stage", "reason"], registry=r)
+        self.frames_converted = Counter(f"{p}_frames_converted", "Frames delivered as grayscale, 16-bit or "
+                                        "with alpha and converted to 8-bit BGR", ["stream"], registry=r)
         self.source_reconnects = Counter(f"{p}_source_reconnects", "Times a live source was re-opened after "
                                          "it failed", ["stream"], registry=r)
         self.alerts = Counter(f"{p}_alerts", "OOD alerts started", ["stream"], registry=r)
+        self.frames_flagged = Counter(f"{p}_frames_flagged", "Frames published with a flag instead of a trusted "
+                                      "score (reason: non_finite_logits, non_finite_score)", ["stream", "reason"],
+                                      registry=r)
         self.messages_published = Counter(f"{p}_messages_published", "ZeroMQ messages sent, by topic kind "
-                                          "(result, alert, frame)", ["topic"], registry=r)
+                                          "(result, alert, status, frame)", ["topic"], registry=r)
         self.viewer_frames_skipped = Counter(f"{p}_viewer_frames_skipped", "Scored frames not sent to "
                                              "viewers (reason: rate_limit, busy, gone)", ["stream", "reason"], registry=r)
         self.config_reloads = Counter(f"{p}_config_reloads", "Config file reloads (result: applied, "
@@ -75,6 +83,8 @@ class Metrics:
                                  "published result", ["stream"], registry=r)
         self.alert_active = Gauge(f"{p}_alert_active", "1 while the stream is in OOD alert", ["stream"], registry=r)
         self.threshold = Gauge(f"{p}_alert_threshold", "NERO score threshold in force", ["stream"], registry=r)
+        self.stream_stale = Gauge(f"{p}_stream_stale", "1 while the stream delivers no frames (silent longer "
+                                  "than stale_after_s, reconnecting, or failed)", ["stream"], registry=r)
         self.capture_state = Enum(f"{p}_capture_state", "State of the stream's capture process", ["stream"],
                                   states=list(STATE_NAMES), registry=r)
         self.build = Info(f"{p}_build", "Version and back-end of this monitor", registry=r)
@@ -94,17 +104,29 @@ class Metrics:
         for stage, reason in DROP_REASONS:
             self.frames_dropped.labels(stream, stage, reason)
         self.source_reconnects.labels(stream)
+        self.frames_converted.labels(stream)
+        for reason in ("non_finite_logits", "non_finite_score"):
+            self.frames_flagged.labels(stream, reason)
         self.alerts.labels(stream)
         self.alert_active.labels(stream).set(0)
+        self.stream_stale.labels(stream).set(0)
         self.capture_state.labels(stream).state("starting")
-        self._synced[stream] = {"captured": 0, "errors": 0, "reconnects": 0}
+        self._synced[stream] = {"captured": 0, "errors": 0, "reconnects": 0, "invalid": 0, "converted": 0,
+                                "skipped": 0}
 
     def sync_capture(self, stream: str, captured: int, errors: int, reconnects: int, state: int,
-                     last_capture: float, backlog: int) -> None:
+                     last_capture: float, backlog: int, invalid: int = 0, converted: int = 0,
+                     skipped: int = 0) -> None:
         """Bring the capture-side counters, kept in the ring header by the capture process, up to date."""
         seen = self._synced[stream]
+        # Frames the capture process could not use were captured too (and dropped at stage "capture"), so
+        # that captured = processed + dropped holds whatever the source delivers.
+        captured += errors + invalid + skipped
         for key, value, counter in (("captured", captured, self.frames_captured.labels(stream)),
                                     ("errors", errors, self.frames_dropped.labels(stream, "capture", "read_error")),
+                                    ("invalid", invalid, self.frames_dropped.labels(stream, "capture", "invalid_frame")),
+                                    ("converted", converted, self.frames_converted.labels(stream)),
+                                    ("skipped", skipped, self.frames_dropped.labels(stream, "capture", "skipped")),
                                     ("reconnects", reconnects, self.source_reconnects.labels(stream))):
             if value > seen[key]:
                 counter.inc(value - seen[key])

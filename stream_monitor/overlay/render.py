@@ -40,6 +40,8 @@ def _text(image: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.5
 
 def _state_colour(result: dict) -> tuple[tuple[int, int, int], str]:
     alert = result["alert"]
+    if result.get("flags"):  # the score is not trusted (NaN / inf): say so, whatever the alert state
+        return _GREY, "SCORE INVALID  " + ", ".join(result["flags"])
     if alert["active"]:
         since = max(0.0, result["t_capture"] - alert["since"]) if alert["since"] else 0.0
         return _RED, f"OOD ALERT #{alert['id']}  out of distribution  {since:.1f} s"
@@ -73,7 +75,7 @@ def _gauge(panel: np.ndarray, y: int, result: dict) -> int:
     """Horizontal bar, 0 … 2× threshold; the threshold is the white tick in the middle."""
     x0, x1, bar_h = 14, PANEL_WIDTH - 14, 22
     threshold, score = result["threshold"], result["smoothed_score"]
-    fraction = float(np.clip(score / (2 * threshold), 0, 1)) if threshold > 0 else 0.0
+    fraction = float(np.clip(score / (2 * threshold), 0, 1)) if threshold > 0 and np.isfinite(score) else 0.0
     colour = _RED if result["alert"]["active"] else (_AMBER if result["over_threshold"] else _GREEN)
     cv2.rectangle(panel, (x0, y), (x1, y + bar_h), (70, 70, 70), -1)
     cv2.rectangle(panel, (x0, y), (x0 + int((x1 - x0) * fraction), y + bar_h), colour, -1)
@@ -103,12 +105,13 @@ def _panel(height: int, result: dict, status: ViewerStatus) -> np.ndarray:
     if neurons["ids"]:
         _text(panel, "neurons deviating most", (14, y), 0.5, _WHITE)
         y += 8
-        peak = max(abs(d) for d in neurons["deviations"]) or 1.0
+        finite = [abs(d) for d in neurons["deviations"] if np.isfinite(d)]
+        peak = max(finite, default=0.0) or 1.0
         for neuron, deviation in zip(neurons["ids"], neurons["deviations"]):
             if y > height - 60:
                 break
             y += 20
-            width = int(120 * abs(deviation) / peak)
+            width = int(120 * min(abs(deviation) / peak, 1.0)) if np.isfinite(deviation) else 0
             colour = (60, 60, 230) if deviation > 0 else (230, 140, 60)
             _text(panel, f"#{neuron}", (14, y), 0.45)
             cv2.rectangle(panel, (80, y - 11), (80 + width, y - 1), colour, -1)

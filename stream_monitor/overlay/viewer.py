@@ -28,6 +28,7 @@ from ..transport.schema import SchemaError, decode, topic
 from ..transport.sockets import drain, make_subscriber
 from .render import ViewerStatus, render_overlay
 from .sinks import Sink
+from .stream_state import mark_stream_state
 
 __all__ = ["OverlayViewer", "ViewerStats"]
 
@@ -45,6 +46,7 @@ class ViewerStats:
     frames_missing: int = 0
     invalid_messages: int = 0
     alerts_seen: int = 0
+    stream_state: str = "running"  # from the monitor's status messages (stale, reconnecting, ended, …)
 
 
 class OverlayViewer:
@@ -59,7 +61,8 @@ class OverlayViewer:
         self.context = zmq.Context()
         prefix = topic("result", stream) if stream else b"result/"
         alerts = topic("alert", stream) if stream else b"alert/"
-        self.results = make_subscriber(self.context, results_endpoint, [prefix, alerts])
+        status = topic("status", stream) if stream else b"status/"
+        self.results = make_subscriber(self.context, results_endpoint, [prefix, alerts, status])
         self.frames = None
         if frames_endpoint is not None:
             self.frames = make_subscriber(self.context, frames_endpoint, [topic("frame", stream) if stream else b"frame/"])
@@ -126,12 +129,21 @@ class OverlayViewer:
                 self._on_result(message)
             elif message["type"] == "alert" and message["event"] == "start":
                 self.stats.alerts_seen += 1
+            elif message["type"] == "status" and message["stream"] == (self.stream or message["stream"]):
+                self._on_status(message["state"])
         if self.frames is not None:
             for parts in drain(self.frames):
                 try:
                     self._on_frame(parts)
                 except SchemaError:
                     self.stats.invalid_messages += 1
+
+    def _on_status(self, state: str) -> None:
+        self.stats.stream_state = state
+        if state != "running" and self.last_render is not None:  # no new frames will come to show it
+            marked = mark_stream_state(self.last_render, state)
+            for sink in self.sinks:
+                sink.write(marked, time.time())
 
     # ------------------------------------------------------------------ rendering
     def render_ready(self) -> bool:

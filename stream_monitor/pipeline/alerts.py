@@ -76,7 +76,7 @@ class AlertEvent:
     duration_s: float | None = None
     peak_score: float | None = None
     frames_over: int | None = None
-    reason: str | None = None  # end: "quiet", "stream_ended", "shutdown"
+    reason: str | None = None  # end: "quiet", "stream_ended", "signal_lost", "shutdown"
 
     def to_record(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
@@ -152,6 +152,17 @@ class AlertTracker:
         state = AlertState(self._open is not None, self._last_id, self._open.since if self._open else None,
                            int(sum(self._window)), self.config.enter_m, smoothed)
         return state, events
+
+    def reset(self) -> None:
+        """Forget the entry window and the smoothing (after a gap in the video); an open alert is not
+        touched — close it first."""
+        self._window.clear()
+        self._smoother = ScoreSmoother(self.config.smoothing)
+
+    def state(self) -> AlertState:
+        """The state as it stands, without a new frame (for a frame that carries no usable score)."""
+        return AlertState(self._open is not None, self._last_id, self._open.since if self._open else None,
+                          int(sum(self._window)), self.config.enter_m, float("nan"))
 
     def close(self, seq: int, t_capture: float, reason: str) -> AlertEvent | None:
         """End an open alert without a frame (stream ended, shutdown); None if none is open."""

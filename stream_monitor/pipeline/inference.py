@@ -28,6 +28,7 @@ from ..transport.sockets import Publisher, prepare_endpoint
 from .audit import AuditLog
 from .batcher import Batcher
 from .loop import InferenceLoop
+from .preflight import startup_error
 from .reload import ConfigWatcher
 from .viewer_frames import ViewerFramePublisher
 
@@ -105,13 +106,15 @@ class InferenceProcess(ServiceProcess):
         cfg = self.config
         context = zmq.Context()
         closers: list[Any] = []
+        stage = "wakeup socket"  # what start-up was doing, for the error the supervisor shows
         try:
             wakeups = context.socket(zmq.PULL)
             wakeups.setsockopt(zmq.LINGER, 0)
             wakeups.bind(prepare_endpoint(self.wakeup_endpoint))
             closers.append(lambda: wakeups.close(linger=0))
+            stage = "results"
             results = Publisher(context, cfg.transport.results, cfg.transport.send_hwm)
-            closers.append(results.close)
+            closers.append(lambda: results.close(linger_s=0.2))  # the streams' "stopped" status
             rings = {name: FrameRing.attach(shm) for name, shm in self.ring_names.items()}
             closers += [ring.close for ring in rings.values()]
             registry = CollectorRegistry()
@@ -119,6 +122,7 @@ class InferenceProcess(ServiceProcess):
             metrics = Metrics(registry, cfg.metrics.frame_rate_hz, cfg.pipeline.max_batch)
             frames = None
             if cfg.transport.frames:
+                stage = "frames"
                 frames = ViewerFramePublisher(context, cfg.transport.frames, rings, metrics, cfg.transport.send_hwm,
                                               cfg.transport.jpeg_quality, cfg.transport.frames_max_fps)
                 frames.start()
@@ -129,13 +133,14 @@ class InferenceProcess(ServiceProcess):
             holder: dict[str, Any] = {}  # "loop" once running; "failure" if start-up failed
             ops = None
             if cfg.metrics.enabled:
+                stage = "metrics"
                 ops = OpsServer(registry, lambda: _check(holder, "health"), lambda: _check(holder, "readiness"),
                                 cfg.metrics.host, cfg.metrics.port).start()
                 closers.append(ops.stop)
             # Everything is bound: tell the supervisor where, so viewers can connect while the model loads.
             self.info_queue.put({"results": results.endpoint, "frames": frames.endpoint if frames else None,
                                  "metrics_url": ops.url if ops else None})
-            started = time.monotonic()
+            started, stage = time.monotonic(), "model"
             try:
                 scorer, info = load_scorer(cfg.model)
             except StreamMonitorError as exc:
@@ -153,11 +158,17 @@ class InferenceProcess(ServiceProcess):
                               cfg.pipeline.frames_per_stream,
                               None if cfg.pipeline.max_frame_age_ms is None else cfg.pipeline.max_frame_age_ms / 1000,
                               on_drop=metrics.dropped)
+            stage = "audit.path"
             audit = AuditLog(cfg.audit.path, cfg.instance)
             closers.append(audit.close)
             loop = holder["loop"] = InferenceLoop(cfg, scorer, info["class_names"], info["threshold"], rings,
                                                   batcher, results, metrics, audit, frames)
+            stage = "serving"
             self._serve(loop, results, ops, audit, info)
+        except Exception as exc:
+            if not self.ready_event.is_set():  # the supervisor is waiting: tell it why, naming the field
+                self.info_queue.put({"error": startup_error(exc, stage)})
+            raise
         finally:
             for close in reversed(closers):
                 try:

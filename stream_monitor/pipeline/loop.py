@@ -27,6 +27,8 @@ from .alerts import AlertEvent, AlertTracker
 from .audit import AuditLog
 from .batcher import BatchItem, Batcher
 from .drift_hook import StreamDrift
+from .stream_status import SILENT_STATES, StreamWatch, publish_status
+from .validity import frame_flags, score_isolating
 from .viewer_frames import ViewerFramePublisher
 
 __all__ = ["InferenceLoop", "ScorerLike"]
@@ -60,6 +62,7 @@ class InferenceLoop:
         self.processed = 0
         self.last_iteration = time.monotonic()
         self._closed_streams: set[str] = set()
+        self.watches = {name: StreamWatch(config.metrics.stale_after_s) for name in rings}
         self._next_housekeeping = 0.0
         self.drift = StreamDrift(config.drift, rings, metrics.registry, audit) if config.drift.enabled else None
         for name in rings:
@@ -93,18 +96,28 @@ class InferenceLoop:
     def process(self, batch: list[BatchItem]) -> None:
         images = normalize_uint8(np.stack([item.frame.model_rgb for item in batch]))
         started = time.perf_counter()
-        scored = self.scorer.score_batch(images)
+        rows = score_isolating(self.scorer.score_batch, images)
         self.metrics.inference_latency.observe(time.perf_counter() - started)
         self.metrics.batch_frames.observe(len(batch))
         for i, item in enumerate(batch):
-            self._publish_one(item, scored, i, len(batch))
-        self.processed += len(batch)
+            if i not in rows:  # refused by the scorer even alone (NaN or inf inside): counted, not scored
+                self.metrics.dropped(item.stream, "inference", "scoring_error")
+                log.warning("%s: frame %d could not be scored (non-finite values); skipped", item.stream, item.frame.seq)
+                continue
+            self._publish_one(item, *rows[i], len(batch))
+        self.processed += len(rows)
 
     def _publish_one(self, item: BatchItem, scored: Any, i: int, batch_size: int) -> None:
         stream, frame = item.stream, item.frame
         tracker = self.trackers[stream]
         score = float(scored.score[i])
-        state, events = tracker.update(score, frame.seq, frame.t_capture)
+        flags = frame_flags(scored, i)
+        if flags:  # not a measurement: it must neither raise nor end an alert
+            state, events = tracker.state(), []
+            for reason in flags:
+                self.metrics.frames_flagged.labels(stream, reason).inc()
+        else:
+            state, events = tracker.update(score, frame.seq, frame.t_capture)
         heat = None
         if self.config.transport.heatmap and scored.heatmaps is not None:
             heat = scored.heatmaps[i]
@@ -119,13 +132,16 @@ class InferenceLoop:
             heatmap=heat, frame_size=frame.size, box=frame.box)
         if self.drift is not None:  # optional v1 field: "input not validated", separate from the OOD alert
             message["drift"] = self.drift.update(stream, frame.seq, score, tracker.threshold, frame.t_capture)
+        if flags:
+            message["flags"] = flags
         for event in events:  # audit first: an alert that was published but not logged must not exist
             self._emit(event)
         self.results.send([topic("result", stream), encode(message)])
         self.metrics.messages_published.labels("result").inc()
         self.metrics.frames_processed.labels(stream).inc()
         self.metrics.latency.labels(stream).observe(latency)
-        self.metrics.score_ratio.labels(stream).observe(score / tracker.threshold if tracker.threshold > 0 else 0.0)
+        if not flags:
+            self.metrics.score_ratio.labels(stream).observe(score / tracker.threshold if tracker.threshold > 0 else 0.0)
         self.metrics.last_result.labels(stream).set(t_result)
         self.metrics.alert_active.labels(stream).set(1 if state.active else 0)
         self.last_seq[stream] = frame.seq
@@ -156,14 +172,33 @@ class InferenceLoop:
             state = int(header["state"])
             self.metrics.sync_capture(name, int(header["captured"]), int(header["errors"]),
                                       int(header["reconnects"]), state, float(header["last_capture"]),
-                                      ring.write_seq - self.batcher.taken[name])
-            if state in (_ENDED, _FAILED) and name not in self._closed_streams and ring.write_seq <= self.batcher.taken[name]:
+                                      ring.write_seq - self.batcher.taken[name],
+                                      invalid=int(header["invalid"]), converted=int(header["converted"]),
+                                      skipped=int(header["skipped"]))
+            drained = ring.write_seq <= self.batcher.taken[name]
+            if state in (_ENDED, _FAILED) and name not in self._closed_streams and drained:
                 self._closed_streams.add(name)
                 self._close_alert(name, "stream_ended")
+            ring_state = STATE_NAMES[state] if 0 <= state < len(STATE_NAMES) else "failed"
+            change = self.watches[name].observe(ring_state, float(header["last_capture"]), time.time(), drained)
+            if change is not None:
+                self._stream_changed(name, change)
+
+    def _stream_changed(self, stream: str, state: str) -> None:
+        # See stream_status: a silent stream's alert ends, and its window starts afresh with the signal.
+        if state in SILENT_STATES:
+            self._close_alert(stream, "signal_lost")
+            self.trackers[stream].reset()
+            log.warning("%s: no frames (%s); alert state reset", stream, state)
+        elif state == "running":  # a restarted capture process: its alerts must be closed at shutdown again
+            self._closed_streams.discard(stream)
+        self.metrics.stream_stale.labels(stream).set(1 if state in SILENT_STATES else 0)
+        publish_status(self.results, self.metrics, stream, state, self.last_seq[stream])
 
     def _close_alert(self, stream: str, reason: str) -> None:
         # A replay that ended closes at its last frame's capture time; a shutdown closes now.
-        when = self.last_capture[stream] if reason == "stream_ended" and self.last_capture[stream] else time.time()
+        when = self.last_capture[stream] if reason in ("stream_ended", "signal_lost") and self.last_capture[stream] \
+            else time.time()
         event = self.trackers[stream].close(self.last_seq[stream], when, reason)
         if event is not None:
             self._emit(event)
@@ -183,6 +218,8 @@ class InferenceLoop:
         for name in self.trackers:
             if name not in self._closed_streams:
                 self._close_alert(name, reason)
+            if self.watches[name].state not in ("ended", "failed"):  # the last word about every stream
+                publish_status(self.results, self.metrics, name, "stopped", self.last_seq[name])
 
     # ------------------------------------------------------------------ checks
     def health(self) -> tuple[bool, dict]:

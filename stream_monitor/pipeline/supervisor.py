@@ -29,6 +29,7 @@ from ..errors import StreamMonitorError
 from ..preprocess import INPUT_SIZE
 from ..service import SPAWN, Flag, LogListener
 from .inference import InferenceProcess
+from .preflight import StartupError, check_startup
 
 __all__ = ["Monitor", "MonitorEndpoints"]
 
@@ -49,6 +50,14 @@ def _check_shm_space(needed: int, folder: str = "/dev/shm") -> None:
             f"the frame rings need {needed / 2**20:.0f} MiB of shared memory but {folder} has {free / 2**20:.0f} MiB "
             f"free; lower pipeline.ring_slots or pipeline.max_frame_size, or give the container more "
             f"(docker run --shm-size=256m, or an emptyDir with medium: Memory on Kubernetes)")
+
+
+def _startup_failure(info_queue: queue.Queue) -> str | None:
+    """The inference process's start-up error, if it sent one (after its endpoints)."""
+    try:
+        return info_queue.get_nowait().get("error")
+    except queue.Empty:
+        return None
 
 
 @dataclass
@@ -89,12 +98,14 @@ class Monitor:
         self._stop_inference = Flag()
         self._logs = LogListener()
         self._restarts: dict[str, int] = {}
+        self.stopped_externally = False  # the inference process stopped on its own SIGTERM
         self._restart_at: dict[str, float] = {}
 
     # ------------------------------------------------------------------ start
     def start(self, timeout_s: float = 180.0) -> MonitorEndpoints:
-        self._logs.start()
         cfg = self.config
+        check_startup(cfg)  # missing files and taken ports: refuse before anything starts
+        self._logs.start()
         _check_shm_space(len(cfg.streams) * FrameRing.size_for(cfg.pipeline.ring_slots, *cfg.pipeline.max_frame_size,
                                                                INPUT_SIZE))
         for stream in cfg.streams:
@@ -108,6 +119,8 @@ class Monitor:
                                           done_event=self.done, wait_for_subscribers=expected)
         self.inference.start()
         info = self._await_info(info_queue, timeout_s)
+        if "error" in info:
+            raise StartupError(f"cannot start the monitor: {info['error']}")
         self.endpoints = MonitorEndpoints(info["results"], info["frames"], info["metrics_url"],
                                           {s: r.name for s, r in self.rings.items()})
         if self.on_endpoints is not None:
@@ -116,6 +129,9 @@ class Monitor:
             self._start_overlay()
         deadline = time.monotonic() + timeout_s
         while not ready.wait(0.2):
+            failure = _startup_failure(info_queue)
+            if failure:
+                raise StartupError(f"cannot start the monitor: {failure}")
             if not self.inference.is_alive():
                 raise StreamMonitorError(f"the inference process exited during start-up (exit code "
                                          f"{self.inference.exitcode}); see the log above")
@@ -141,7 +157,8 @@ class Monitor:
         cfg = self.config.stream(stream)
         process = CaptureProcess(stream, cfg.source, cfg.scope_mask, self.rings[stream].name,
                                  f"ipc://{self.run_dir}/wakeup.sock", Flag(), self._logs.queue,
-                                 self.config.logging.level, self.config.pipeline.capture_threads)
+                                 self.config.logging.level, self.config.pipeline.capture_threads,
+                                 self.config.pipeline.frame_skipping)
         process.start()
         self.captures[stream] = process
 
@@ -161,6 +178,9 @@ class Monitor:
     def check(self) -> None:
         """Restart capture processes that crashed (with back-off); raise if inference died."""
         if self.inference is not None and not self.inference.is_alive():
+            if self.inference.exitcode == 0:  # it was told to stop: SIGTERM to the whole process group
+                self.stopped_externally = True
+                return
             raise StreamMonitorError(f"the inference process died (exit code {self.inference.exitcode})")
         for stream, process in list(self.captures.items()):
             if process.is_alive() or process.exitcode == 0:
@@ -185,19 +205,26 @@ class Monitor:
                 return True
             if not until_done:
                 time.sleep(0.2)
+            if should_stop():  # before check(): a SIGTERM to the group also stops the children
+                break
             self.check()
-            if should_stop():
+            if self.stopped_externally:
                 break
         return False
 
     # ------------------------------------------------------------------ stop
+    def stop_captures(self, timeout_s: float = 15.0) -> dict[str, int | None]:
+        """Stop the capture processes only (no new frames); inference goes on scoring what the rings
+        hold, so that a benchmark or a test can wait for captured = processed + dropped before `stop`."""
+        for process in self.captures.values():
+            process.stop()
+        codes = {process.name: process.join_or_terminate(timeout_s) for process in self.captures.values()}
+        self._restart_at.clear()
+        return codes
+
     def stop(self, timeout_s: float = 15.0) -> dict[str, int | None]:
         """Stop everything in order and unlink the rings; returns each process's exit code."""
-        codes: dict[str, int | None] = {}
-        for stream, process in self.captures.items():
-            process.stop()
-        for stream, process in self.captures.items():
-            codes[process.name] = process.join_or_terminate(timeout_s)
+        codes: dict[str, int | None] = self.stop_captures(timeout_s)
         if self.inference is not None and self.inference.pid is not None:
             self._stop_inference.set()
             codes["inference"] = self.inference.join_or_terminate(timeout_s)

@@ -6,6 +6,7 @@ import threading
 
 import zmq
 
+from .gaps import SequenceGaps
 from .schema import SchemaError, decode
 from .sockets import drain, make_subscriber
 
@@ -13,7 +14,7 @@ __all__ = ["ResultCollector"]
 
 
 class ResultCollector(threading.Thread):
-    """Subscribes to results and alerts on `endpoint` and calls `on_message(decoded)` for each, in order.
+    """Subscribes to results, alerts and stream statuses on `endpoint` and calls `on_message(decoded)` for each, in order.
 
     `start_on(endpoints)` fits `Monitor(on_endpoints=...)`: it connects as soon as the monitor has bound
     its sockets, so that the monitor can wait for this subscriber before it captures the first frame.
@@ -24,6 +25,7 @@ class ResultCollector(threading.Thread):
         self.on_message, self.hwm = on_message, hwm
         self.endpoint: str | None = None
         self.invalid = 0
+        self.sequence = SequenceGaps()  # results lost on the way here (at this subscriber's HWM)
         self._stopping = threading.Event()
         self._connected = threading.Event()
 
@@ -35,7 +37,7 @@ class ResultCollector(threading.Thread):
     def run(self) -> None:
         context = zmq.Context()
         # A recorder, not a viewer: a deep queue so that it misses nothing on a busy machine.
-        socket = make_subscriber(context, self.endpoint, [b"result/", b"alert/"], hwm=self.hwm)
+        socket = make_subscriber(context, self.endpoint, [b"result/", b"alert/", b"status/"], hwm=self.hwm)
         self._connected.set()
         try:
             while not self._stopping.is_set():
@@ -49,9 +51,13 @@ class ResultCollector(threading.Thread):
     def _handle(self, messages: list) -> None:
         for parts in messages:
             try:
-                self.on_message(decode(parts[-1].buffer))
+                message = decode(parts[-1].buffer)
             except SchemaError:
                 self.invalid += 1
+                continue
+            if message["type"] == "result":
+                self.sequence.add(message)
+            self.on_message(message)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -11,7 +11,7 @@ import numpy as np
 
 from .schema import SCHEMA_VERSION
 
-__all__ = ["alert_message", "frame_header", "heatmap_field", "result_message"]
+__all__ = ["alert_message", "frame_header", "heatmap_field", "result_message", "status_message"]
 
 
 def heatmap_field(heat: np.ndarray | None) -> dict | None:
@@ -66,3 +66,12 @@ def frame_header(stream: str, seq: int, t_capture: float, width: int, height: in
     """Header of a viewer frame; the JPEG bytes follow as the message's third part."""
     return {"v": SCHEMA_VERSION, "type": "frame", "stream": stream, "seq": int(seq), "t_capture": float(t_capture),
             "width": int(width), "height": int(height), "encoding": "jpeg"}
+
+
+def status_message(stream: str, state: str, t_event: float, last_seq: int, captured: int, processed: int,
+                   dropped: int) -> dict:
+    """A stream's state changed (running, stale, reconnecting, ended, failed, stopped). `ended` and
+    `stopped` are the stream's last message: `last_seq` is its last published result (0 = none) and
+    the counts are final, so a consumer can check it received everything (captured = processed + dropped)."""
+    return {"v": SCHEMA_VERSION, "type": "status", "stream": stream, "state": state, "t_event": float(t_event),
+            "last_seq": int(last_seq), "captured": int(captured), "processed": int(processed), "dropped": int(dropped)}

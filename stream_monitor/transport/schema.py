@@ -17,12 +17,13 @@ import msgpack
 
 from ..errors import StreamMonitorError
 
-__all__ = ["ALERT_FIELDS", "FRAME_FIELDS", "RESULT_FIELDS", "SCHEMA_VERSION", "SchemaError", "decode",
+__all__ = ["ALERT_FIELDS", "FRAME_FIELDS", "RESULT_FIELDS", "SCHEMA_VERSION", "STATUS_FIELDS", "STREAM_STATES", "SchemaError", "decode",
            "encode", "topic", "validate"]
 
 SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20  # a result is ~1 KiB; a header is never a megabyte
-TOPICS = ("result", "alert", "frame")
+TOPICS = ("result", "alert", "frame", "status")
+STREAM_STATES = ("running", "stale", "reconnecting", "ended", "failed", "stopped")
 
 _NUM = (int, float)
 _OPT_INT = (int, type(None))
@@ -55,7 +56,12 @@ FRAME_FIELDS: dict[str, tuple[type, ...]] = {
     "v": (int,), "type": (str,), "stream": (str,), "seq": (int,), "t_capture": _NUM,
     "width": (int,), "height": (int,), "encoding": (str,),
 }
-_TABLES = {"result": RESULT_FIELDS, "alert": ALERT_FIELDS, "frame": FRAME_FIELDS}
+STATUS_FIELDS: dict[str, tuple[type, ...]] = {
+    "v": (int,), "type": (str,), "stream": (str,), "state": (str,), "t_event": _NUM, "last_seq": (int,),
+    "captured": (int,), "processed": (int,), "dropped": (int,),
+}
+_TABLES = {"result": RESULT_FIELDS, "alert": ALERT_FIELDS, "frame": FRAME_FIELDS, "status": STATUS_FIELDS}
+_MAX_PIXELS = 1 << 16  # frame sizes and box coordinates: larger is not a frame, and overflows OpenCV's int32
 _NESTED = {"parts": PARTS_FIELDS, "alert": ALERT_STATE_FIELDS, "top_neurons": NEURON_FIELDS,
            "heatmap": HEATMAP_FIELDS, "frame": FRAME_INFO_FIELDS}
 
@@ -90,24 +96,58 @@ def validate(message: Any) -> dict:
     if not isinstance(message, dict):
         raise SchemaError(f"message is a {type(message).__name__}, not a map")
     version = message.get("v")
-    if version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION or isinstance(version, bool):
         raise SchemaError(f"schema version {version!r} is not supported (this build reads v{SCHEMA_VERSION})")
     kind = message.get("type")
-    if kind not in _TABLES:
+    if not isinstance(kind, str) or kind not in _TABLES:  # a list or map here is unhashable: not a lookup
         raise SchemaError(f"unknown message type {kind!r}")
     _check(message, _TABLES[kind], kind)
     if kind == "result":
-        for name, table in _NESTED.items():
-            if message[name] is not None:
-                _check(message[name], table, f"result.{name}")
-        if "drift" in message:
-            if not isinstance(message["drift"], dict):
-                raise SchemaError("result: field 'drift' is not a map")
-            _check(message["drift"], DRIFT_FIELDS, "result.drift")
-        heatmap = message["heatmap"]
-        if heatmap is not None and len(heatmap["data"]) != heatmap["h"] * heatmap["w"]:
-            raise SchemaError("result.heatmap: data length is not h × w")
+        _check_result(message)
+    if kind == "status" and message["state"] not in STREAM_STATES:
+        raise SchemaError(f"status: unknown state {message['state']!r}")
     return message
+
+
+def _items(values: list, types: tuple[type, ...], where: str) -> None:
+    for value in values:
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise SchemaError(f"{where}: holds a {type(value).__name__}, expected {' or '.join(t.__name__ for t in types)}")
+
+
+def _check_result(message: dict) -> None:
+    """The nested maps and list items of a result: consumers index, format and draw them, so a wrong
+    type inside a list must be refused here, not crash a viewer later."""
+    for name, table in _NESTED.items():
+        if message[name] is not None:
+            if not isinstance(message[name], dict):
+                raise SchemaError(f"result.{name}: is {type(message[name]).__name__}, expected dict")
+            _check(message[name], table, f"result.{name}")
+    _items(message["probs"], _NUM, "result.probs")
+    neurons = message["top_neurons"]
+    _items(neurons["ids"], (int,), "result.top_neurons.ids")
+    _items(neurons["deviations"], _NUM, "result.top_neurons.deviations")
+    if len(neurons["ids"]) != len(neurons["deviations"]):
+        raise SchemaError("result.top_neurons: ids and deviations differ in length")
+    frame = message["frame"]
+    box = frame["box"]
+    _items(box, (int,), "result.frame.box")
+    if len(box) != 4 or not all(0 <= v <= _MAX_PIXELS for v in (*box, frame["width"], frame["height"])):
+        raise SchemaError(f"result.frame: box must be 4 pixel coordinates and sizes within 0…{_MAX_PIXELS}")
+    if "drift" in message:  # optional: the stream-level "input not validated" signal
+        if not isinstance(message["drift"], dict):
+            raise SchemaError("result: field 'drift' is not a map")
+        _check(message["drift"], DRIFT_FIELDS, "result.drift")
+    if "flags" in message:  # optional: the reasons a frame's score is not trusted (NaN / inf)
+        if not isinstance(message["flags"], list):
+            raise SchemaError(f"result: field 'flags' is {type(message['flags']).__name__}, expected list")
+        _items(message["flags"], (str,), "result.flags")
+    heatmap = message["heatmap"]
+    if heatmap is not None:
+        if not (0 <= heatmap["h"] <= _MAX_PIXELS and 0 <= heatmap["w"] <= _MAX_PIXELS):
+            raise SchemaError("result.heatmap: h and w must be within 0…65536")
+        if len(heatmap["data"]) != heatmap["h"] * heatmap["w"]:
+            raise SchemaError("result.heatmap: data length is not h × w")
 
 
 def encode(message: dict) -> bytes:

@@ -87,8 +87,10 @@ class Publisher:
         self.socket.send_multipart(parts, copy=False)
         self.sent += 1
 
-    def close(self) -> None:
-        self.socket.close(linger=0)
+    def close(self, linger_s: float = 0.0) -> None:
+        """Close; with `linger_s`, queued messages (the last status at shutdown) get that long to leave
+        when the context terminates — bounded, so a stalled subscriber cannot delay a shutdown."""
+        self.socket.close(linger=int(linger_s * 1000))
         if self.endpoint.startswith("ipc://"):
             try:
                 os.unlink(self.endpoint[len("ipc://"):])

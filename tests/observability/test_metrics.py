@@ -55,7 +55,9 @@ def test_capture_counters_are_synced_as_deltas_and_series_start_at_zero():
     assert value("stream_monitor_frames_dropped_total", {"stream": "s", "stage": "ring", "reason": "superseded"}) == 0
     metrics.sync_capture("s", captured=10, errors=1, reconnects=0, state=1, last_capture=1.7e9, backlog=2)
     metrics.sync_capture("s", captured=15, errors=1, reconnects=1, state=2, last_capture=1.8e9, backlog=0)
-    assert value("stream_monitor_frames_captured_total", {"stream": "s"}) == 15
+    # 15 frames written to the ring + 1 the capture process could not read: captured counts what the
+    # source delivered, so that captured = processed + dropped holds with capture-stage drops too.
+    assert value("stream_monitor_frames_captured_total", {"stream": "s"}) == 16
     assert value("stream_monitor_frames_dropped_total", {"stream": "s", "stage": "capture", "reason": "read_error"}) == 1
     assert value("stream_monitor_source_reconnects_total", {"stream": "s"}) == 1
     assert value("stream_monitor_capture_state", {"stream": "s", "stream_monitor_capture_state": "reconnecting"}) == 1

@@ -62,9 +62,13 @@ def served_demo(tmp_path_factory, live_model):
 
 
 def _is_overlay(image: np.ndarray) -> bool:
-    """The overlay's layout: a coloured state banner at the top left, the dark panel on the right."""
+    """The overlay's layout: a state banner at the top left — green, red or amber while the replay runs,
+    grey ("STREAM ENDED", overlay/stream_state.py) once it ended — and the dark panel on the right."""
     banner = image[8:38, 8:200].reshape(-1, 3).mean(axis=0)  # BGR
     green, red, amber = banner[1] > 120 > banner[2], banner[2] > 150 > banner[1], banner[2] > 200 and banner[1] > 120
+    ended = np.ptp(banner) < 12 and 70 < banner.mean() < 160
+    if ended:
+        return bool(np.all(image[60:200, image.shape[1] - 300:image.shape[1] - 40].mean(axis=(0, 1)) < 90))
     panel = image[60:200, image.shape[1] - 300:image.shape[1] - 40].reshape(-1, 3).mean(axis=0)
     return bool((green or red or amber) and np.all(panel < 90))
 

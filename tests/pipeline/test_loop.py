@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from stream_monitor.capture.ring import STATE_NAMES, FrameRing
 from stream_monitor.config_yaml import load_config, parse_config
+from stream_monitor.errors import InputError
 from stream_monitor.observability import Metrics
 from stream_monitor.pipeline.audit import AuditLog, read_audit_log
 from stream_monitor.pipeline.batcher import Batcher
@@ -32,15 +33,26 @@ alerts: {{threshold: {threshold}, enter_n: 2, enter_m: 3, clear_after_s: 0.0}}
 """
 
 
+# Red values that make the stub behave like a broken model: what the fused engine returns for a frame
+# whose features (NaN, inf) or logits (NaN) are not finite, and a frame the reference scorer refuses.
+NAN_FEATURES, INF_FEATURES, NAN_LOGITS, REFUSED = 255, 254, 253, 252
+
+
 class StubScorer:
-    """score = the red channel's pixel value / 10 (read back from the normalised image)."""
+    """score = the red channel's pixel value / 10 (read back from the normalised image); the red values
+    above make non-finite outputs, as the engines produce them."""
 
     def score_batch(self, images: np.ndarray) -> SimpleNamespace:
         red = np.rint((images[:, 0, 0, 0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]) * 255)
+        if (red == REFUSED).any():  # the reference Scorer: InputError for the whole batch
+            raise InputError("features contain NaN or inf in 1 row(s)")
         score = red / 10.0
         n = len(score)
+        probs = np.tile(np.array([0.7, 0.2, 0.1], np.float32), (n, 1))
+        score[red == NAN_FEATURES], score[red == INF_FEATURES] = np.nan, np.inf
+        probs[red == NAN_LOGITS] = np.nan
         return SimpleNamespace(
-            probs=np.tile(np.array([0.7, 0.2, 0.1], np.float32), (n, 1)), score=score, distance=score,
+            probs=probs, score=score, distance=score.copy(),
             bias_term=np.zeros(n), rho=np.ones(n), top_neurons=np.tile(np.arange(3), (n, 1)),
             deviations=np.tile(np.array([0.3, -0.2, 0.1], np.float32), (n, 1)),
             heatmaps=np.full((n, 2, 2), 0.5, np.float32))
@@ -72,8 +84,8 @@ def rig(tmp_path):
     ring.unlink()
 
 
-def _frame(ring: FrameRing, score: float) -> None:
-    red = int(score * 10)
+def _frame(ring: FrameRing, score: float, red: int | None = None) -> None:
+    red = int(score * 10) if red is None else red
     rgb = np.zeros((4, 4, 3), np.uint8)
     rgb[..., 0] = red
     ring.write(np.zeros((16, 16, 3), np.uint8), rgb, time.time(), time.monotonic(), (0, 16, 0, 16))
@@ -143,3 +155,56 @@ def test_null_threshold_means_the_detectors_calibrated_one(rig):
     config = parse_config(CONFIG.format(threshold="null"))
     rig.loop.apply_config(config)
     assert rig.loop.trackers["endo"].threshold == 99.0
+
+
+def test_non_finite_frames_are_flagged_counted_and_kept_out_of_the_alert(rig):
+    """Regression story: a NaN score is never over the threshold, so frames whose features or logits
+    overflowed counted as in-distribution — they could end an open alert — and the reference scorer's
+    InputError for such a batch killed the inference loop. Now: an alert is open; NaN features, inf
+    features and NaN logits are published with their reason in `flags`, counted, and leave the alert
+    open (they are not measurements); a frame the scorer refuses even alone is dropped with its reason;
+    the frames around it are scored as usual, and the loop goes on."""
+    for score in (2.0, 2.0):
+        _frame(rig.ring, score)
+        rig.loop.step(1.0)
+    for red in (NAN_FEATURES, INF_FEATURES, NAN_LOGITS):
+        _frame(rig.ring, 0.0, red=red)
+        rig.loop.step(1.0)
+    _frame(rig.ring, 2.0)
+    _frame(rig.ring, 0.0, red=REFUSED)
+    _frame(rig.ring, 0.5)
+    rig.loop.batcher.frames_per_stream = 3  # these three in one batch: the refused frame must not cost the others
+    rig.loop.step(1.0)
+    results = [m for m in _messages(rig.sub) if m["type"] == "result"]
+    assert [r["seq"] for r in results] == [1, 2, 3, 4, 5, 6, 8]
+    assert [r.get("flags") for r in results] == [None, None, ["non_finite_score"], ["non_finite_score"],
+                                                 ["non_finite_logits"], None, None]
+    assert all(r["alert"]["active"] for r in results[1:6])  # the flagged frames did not end the alert
+    assert np.isnan(results[2]["score"]) and results[3]["score"] == np.inf and not results[2]["over_threshold"]
+    value = rig.registry.get_sample_value
+    assert value("stream_monitor_frames_flagged_total", {"stream": "endo", "reason": "non_finite_score"}) == 2
+    assert value("stream_monitor_frames_flagged_total", {"stream": "endo", "reason": "non_finite_logits"}) == 1
+    assert value("stream_monitor_frames_dropped_total", {"stream": "endo", "stage": "inference",
+                                                         "reason": "scoring_error"}) == 1
+    assert value("stream_monitor_frames_processed_total", {"stream": "endo"}) == 7
+    assert value("stream_monitor_ood_score_ratio_count", {"stream": "endo"}) == 4  # flagged frames stay out
+    rig.loop.finish("shutdown")  # the audit log takes the alert's end: no NaN reached its JSON
+    assert [r["event"] for r in read_audit_log(rig.tmp / "alerts.jsonl")] == ["alert_start", "alert_end"]
+
+
+def test_a_stream_whose_capture_failed_and_was_restarted_still_has_its_alert_closed_at_shutdown(rig):
+    """Regression story: a capture process that failed marked its stream closed for good, so after the
+    supervisor restarted it, an alert opened later was never ended at shutdown — an alert_start without
+    an alert_end in the audit log."""
+    rig.ring.header["state"] = STATE_NAMES.index("running")
+    rig.loop.housekeeping()
+    rig.ring.header["state"] = STATE_NAMES.index("failed")
+    rig.loop.housekeeping()
+    rig.ring.header["state"] = STATE_NAMES.index("running")  # the supervisor restarted it
+    for score in (2.0, 2.0):
+        _frame(rig.ring, score)
+        rig.loop.step(1.0)
+    rig.loop.housekeeping()
+    rig.loop.finish("shutdown")
+    records = read_audit_log(rig.tmp / "alerts.jsonl")
+    assert [(r["event"], r.get("reason")) for r in records] == [("alert_start", None), ("alert_end", "shutdown")]
