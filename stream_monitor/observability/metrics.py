@@ -108,6 +108,10 @@ class Metrics:
         for reason in ("non_finite_logits", "non_finite_score"):
             self.frames_flagged.labels(stream, reason)
         self.alerts.labels(stream)
+        self.latency.labels(stream)  # histograms: every bucket at zero
+        self.score_ratio.labels(stream)
+        self.queue_depth.labels(stream).set(0)
+        # The timestamp gauges are left out on purpose: a zero would read as "silent since 1970".
         self.alert_active.labels(stream).set(0)
         self.stream_stale.labels(stream).set(0)
         self.capture_state.labels(stream).state("starting")

@@ -53,6 +53,10 @@ def test_capture_counters_are_synced_as_deltas_and_series_start_at_zero():
     metrics.init_stream("s")
     value = registry.get_sample_value
     assert value("stream_monitor_frames_dropped_total", {"stream": "s", "stage": "ring", "reason": "superseded"}) == 0
+    assert value("stream_monitor_capture_to_result_latency_seconds_count", {"stream": "s"}) == 0
+    assert value("stream_monitor_ood_score_ratio_bucket", {"stream": "s", "le": "+Inf"}) == 0
+    assert value("stream_monitor_queue_depth_frames", {"stream": "s"}) == 0
+    assert value("stream_monitor_last_frame_timestamp_seconds", {"stream": "s"}) is None  # not "since 1970"
     metrics.sync_capture("s", captured=10, errors=1, reconnects=0, state=1, last_capture=1.7e9, backlog=2)
     metrics.sync_capture("s", captured=15, errors=1, reconnects=1, state=2, last_capture=1.8e9, backlog=0)
     # 15 frames written to the ring + 1 the capture process could not read: captured counts what the
