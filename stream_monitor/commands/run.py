@@ -1,8 +1,9 @@
 """Run the live monitor from a config file: one capture process per stream, the inference process
 (model + NERO, alerts, ZeroMQ results, /metrics /healthz /readyz, audit log), and the overlay when the
 config has an `overlay:` section. Runs until Ctrl-C or SIGTERM; `--until-done` stops once every source
-is a replay that ended and was scored. Edit the file's `alerts:` sections while it runs (or send SIGHUP
-to the inference process) to change thresholds and hysteresis without a restart.
+is a replay that ended and was scored. Edit the file's `alerts:` sections while it runs to change
+thresholds and hysteresis without a restart; SIGHUP to this process (`systemctl reload`) re-reads the
+file at once.
 
 examples:
   stream-monitor run --config configs/monitor.example.yaml
@@ -13,6 +14,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -20,6 +22,8 @@ from pathlib import Path
 from ..config_yaml import load_config
 from ..pipeline.supervisor import Monitor
 from ..service import configure_logging
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     monitor = Monitor(config, None if args.no_reload else args.config.resolve())
+    previous_hup = signal.signal(signal.SIGHUP, lambda *_: _reload(monitor))
     try:
         endpoints = monitor.start()
         print(f"stream-monitor: {len(config.streams)} stream(s); results on {endpoints.results}"
@@ -47,12 +52,21 @@ def run(args: argparse.Namespace) -> int:
     finally:
         codes = monitor.stop()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGHUP, previous_hup)
         _stop_resource_tracker()
     failed = {name: code for name, code in codes.items() if code not in (0, None)}
     if failed:
         print(f"stream-monitor run: processes exited with errors: {failed}")
         return 1
     return 0
+
+
+def _reload(monitor: Monitor) -> None:
+    """SIGHUP: re-read the config now (alerts, thresholds, logging; docs/architecture.md says what needs a
+    restart). Never fatal: without a watched file, or before the model is loaded, it is only logged."""
+    if not monitor.request_reload():
+        log.warning("SIGHUP: nothing reloaded (%s)", "started with --no-reload" if monitor.config_path is None
+                    else "the inference process is not serving yet")
 
 
 def _stop_resource_tracker() -> None:

@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -211,6 +212,17 @@ class Monitor:
             if self.stopped_externally:
                 break
         return False
+
+    def request_reload(self) -> bool:
+        """Make the inference process re-read the config file now (`stream-monitor run` does this on
+        SIGHUP, so `systemctl reload` works), instead of at the watcher's next change check. False, and
+        nothing sent, when no file is watched or inference is not serving yet: it installs its SIGHUP
+        handler before it reports ready, and until then the signal would kill it."""
+        process = self.inference
+        if self.config_path is None or process is None or not process.ready_event.is_set() or not process.is_alive():
+            return False
+        os.kill(process.pid, signal.SIGHUP)
+        return True
 
     # ------------------------------------------------------------------ stop
     def stop_captures(self, timeout_s: float = 15.0) -> dict[str, int | None]:
