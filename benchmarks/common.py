@@ -94,3 +94,17 @@ def write_results(name: str, hardware: str, payload: dict[str, Any], markdown: s
               f"{', '.join(f'{k} {v}' for k, v in payload['versions'].items())}; {payload['timestamp']}\n\n")
     (out_dir / f"{stem}.md").write_text(header + markdown)
     return out_dir / f"{stem}.json"
+
+
+def fitted_detector(model: Any) -> Any:
+    """A calibrated NERO detector on the model's head (synthetic post-ReLU features: timing only)."""
+    import numpy as np
+
+    from stream_monitor.nero import NeroDetector
+
+    rng = np.random.default_rng(0)
+    weight, bias = model.head_arrays()
+    features = np.maximum(rng.normal(0.5, 1.0, size=(model.feature_dim + 200, model.feature_dim)), 0)
+    det = NeroDetector(mode="parity").fit(features[:-100], np.arange(len(features) - 100) % 3, weight, bias)
+    det.calibrate(features[-100:])
+    return det

@@ -23,25 +23,14 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import cpu_name, load, timeit, write_results  # noqa: E402
+from common import cpu_name, fitted_detector, load, timeit, write_results  # noqa: E402
 
 from stream_monitor.engine import EngineOptions, create_scorer  # noqa: E402
 from stream_monitor.engine.fused import FusedNero  # noqa: E402
 from stream_monitor.models import create_model  # noqa: E402
-from stream_monitor.nero import NeroDetector  # noqa: E402
 
 warnings.filterwarnings("ignore")
 logging.getLogger("stream_monitor").setLevel(logging.WARNING)
-
-
-def fitted_detector(model: nn.Module) -> NeroDetector:
-    """A calibrated detector on the model's head (synthetic post-ReLU features: timing only)."""
-    rng = np.random.default_rng(0)
-    weight, bias = model.head_arrays()
-    features = np.maximum(rng.normal(0.5, 1.0, size=(model.feature_dim + 200, model.feature_dim)), 0)
-    det = NeroDetector(mode="parity").fit(features[:-100], np.arange(len(features) - 100) % 3, weight, bias)
-    det.calibrate(features[-100:])
-    return det
 
 
 def onnxruntime_runner(model: nn.Module, threads: int) -> Callable[[np.ndarray], Any] | None:

@@ -23,26 +23,16 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import load, timeit, write_results  # noqa: E402
+from common import fitted_detector, load, timeit, write_results  # noqa: E402
 
 from stream_monitor import kernels  # noqa: E402
 from stream_monitor.engine import EngineOptions, create_scorer  # noqa: E402
 from stream_monitor.engine.backends import backend_class  # noqa: E402
 from stream_monitor.models import create_model  # noqa: E402
-from stream_monitor.nero import NeroDetector  # noqa: E402
 
 warnings.filterwarnings("ignore")
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 THROUGHPUT_BATCH = 256
-
-
-def fitted_detector(model: Any) -> NeroDetector:
-    rng = np.random.default_rng(0)
-    weight, bias = model.head_arrays()
-    features = np.maximum(rng.normal(0.5, 1.0, size=(model.feature_dim + 200, model.feature_dim)), 0)
-    det = NeroDetector(mode="parity").fit(features[:-100], np.arange(len(features) - 100) % 3, weight, bias)
-    det.calibrate(features[-100:])
-    return det
 
 
 def cuda_time(fn: Any, repeat: int = 50, busy_first: bool = False) -> float:

@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from abc import ABCMeta, abstractmethod
 from typing import Any
 
 __all__ = ["Flag", "LogListener", "SPAWN", "ServiceProcess", "configure_logging"]
@@ -96,7 +97,7 @@ class Flag:
         return True
 
 
-class ServiceProcess(SPAWN.Process):  # type: ignore[name-defined,misc]
+class ServiceProcess(SPAWN.Process, metaclass=ABCMeta):  # type: ignore[name-defined,misc]
     """A runtime process: `main()` runs until `stop_event` is set; exceptions are logged, exit code 1.
 
     Subclasses keep their constructor arguments picklable (configs, names, `Flag`s, queues) and open
@@ -144,8 +145,9 @@ class ServiceProcess(SPAWN.Process):  # type: ignore[name-defined,misc]
         sys.stderr.flush()
         os._exit(code)
 
+    @abstractmethod
     def main(self) -> None:
-        raise NotImplementedError
+        """The process's work, run until `stop_event` is set."""
 
     def _watch_parent(self, parent: int, log: logging.Logger) -> None:
         # A supervisor killed with SIGKILL cannot stop its children; they must not run on as orphans

@@ -12,16 +12,18 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from ..http_handler import QuietHandler
 
 __all__ = ["OpsServer"]
 
 Check = Callable[[], tuple[bool, dict]]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: "_Server"
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
@@ -36,17 +38,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, "text/plain; charset=utf-8", b"stream-monitor: /metrics /healthz /readyz\n")
         else:
             self._send(404, "text/plain; charset=utf-8", b"not found\n")
-
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # scrapes every 15 s would flood the log
-        pass
 
 
 class _Server(ThreadingHTTPServer):

@@ -12,10 +12,12 @@ queueing them (the live path never serves stale frames). Frames are encoded once
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import cv2
 import numpy as np
+
+from ..http_handler import QuietHandler
 
 __all__ = ["MjpegServer"]
 
@@ -40,7 +42,7 @@ class _Server(ThreadingHTTPServer):
     owner: "MjpegServer"
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
 
     def do_GET(self) -> None:  # noqa: N802
@@ -61,14 +63,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200 if ok else 503, "text/plain", b"ok\n" if ok else b"no frame yet\n")
         else:
             self._send(404, "text/plain", b"not found\n")
-
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
 
     def _stream(self, owner: "MjpegServer") -> None:
         self.send_response(200)
@@ -95,9 +89,6 @@ class _Handler(BaseHTTPRequestHandler):
             return
         finally:
             owner.clients_changed(-1)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 class MjpegServer:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import cv2
@@ -31,11 +32,12 @@ def opencv_has_gui() -> bool:
     return bool(match and match.group(1).upper() not in ("NONE", "NO"))
 
 
-class Sink:
+class Sink(ABC):
     wants_stop = False  # a window's user pressed q / Esc
 
+    @abstractmethod
     def write(self, image: np.ndarray, t_capture: float) -> None:
-        raise NotImplementedError
+        """Show, store or serve one rendered overlay image."""
 
     def close(self) -> None:
         pass
