@@ -2,13 +2,15 @@
 SIGTERM to the main process (docker stop, Kubernetes), SIGTERM to the whole process group (systemd's
 default KillMode), SIGINT to the group (Ctrl-C in a terminal).
 
-The promise is a graceful shutdown within 2 s: the open alert closed and audited, `session_end` written
-(every audit record is fsynced before the write returns — tests/pipeline/test_audit.py kills a writer
-to check that), the shared-memory ring unlinked, and no process of the monitor left. The bound asserted
-here is 2 s measured from the signal to the exit of the last process of the group, plus 2 s of margin
-for this shared 2-core machine (other test suites and benchmarks run beside it); measured here at a
-load average of 4–5: 0.4–0.65 s. A shutdown that waits for a join timeout (15 s) or hangs fails it by
-far, and so did the interpreter teardown of the torch/OpenVINO process (≈2 s) before it was skipped.
+What this test holds: a graceful shutdown within 4 s of the signal, measured to the exit of the last
+process of the group, on this shared 2-core machine with other suites running beside it — the open alert
+closed and audited, `session_end` written (every audit record is fsynced before the write returns:
+tests/pipeline/test_audit_durability.py), the shared-memory ring unlinked, no process of the monitor left.
+A shutdown that waits for a join timeout (15 s) or hangs fails it by far, and so did the interpreter
+teardown of the torch/OpenVINO process (≈2 s) before it was skipped.
+
+The operator-facing figure (stop time on a quiet machine, repeated, per signal) is a benchmark, not this
+test: `python benchmarks/stop_time.py` (benchmarks/results/stop_time-*).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import pytest
 from stream_monitor.pipeline.audit import read_audit_log
 
 CLI = [sys.executable, "-m", "stream_monitor.cli"]
-PROMISE_S, MARGIN_S = 2.0, 2.0
+STOP_BOUND_S = 4.0  # what this test asserts; see the module docstring
 
 
 def _ready(url: str) -> bool:
@@ -47,7 +49,7 @@ def _group_alive(pgid: int) -> bool:
 
 
 @pytest.mark.parametrize("how", ["sigterm-main", "sigterm-group", "sigint-group"])
-def test_a_signal_mid_stream_shuts_down_gracefully_within_2_s(tmp_path, live_model, e2e_clip, free_port, how):
+def test_a_signal_mid_stream_shuts_down_gracefully_within_4_s(tmp_path, live_model, e2e_clip, free_port, how):
     port = free_port()
     audit = tmp_path / "alerts.jsonl"
     instance = f"shut{os.getpid()}{how[3:7]}"
@@ -91,7 +93,7 @@ audit: {{path: {audit}}}
         if monitor.poll() is None:
             monitor.communicate()
     assert monitor.returncode == 0, out
-    assert elapsed < PROMISE_S + MARGIN_S, f"shutdown took {elapsed:.2f} s\n{out}"
+    assert elapsed < STOP_BOUND_S, f"shutdown took {elapsed:.2f} s\n{out}"
     records = read_audit_log(audit)
     assert records[0]["event"] == "session_start" and records[-1]["event"] == "session_end"
     ends = [r for r in records if r["event"] == "alert_end"]
