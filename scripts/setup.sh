@@ -6,7 +6,8 @@
 #   scripts/setup.sh             runtime + test dependencies
 #   scripts/setup.sh --system    also the Debian packages the integration tests drive for real
 #                                (chromium for the MJPEG page, prometheus/promtool, systemd-analyze for
-#                                the unit files), when run as root
+#                                the unit files); installs them as root, and fails naming them (with
+#                                the apt-get command) where it cannot
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -19,8 +20,12 @@ install_system_packages() {
   command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)  # verifies the deploy/systemd units
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "[setup] cannot install ${missing[*]} (needs root and apt-get); the tests that drive them will skip"
-    return 0
+    # The integration tests drive these for real and fail without them: say so now, not after 10 minutes.
+    echo "[setup] ERROR: missing ${missing[*]}, needed by the integration tests (real browser, real" >&2
+    echo "[setup]        Prometheus/promtool, systemd-analyze). Installing them needs root and apt-get:" >&2
+    echo "[setup]          sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    echo "[setup]        then run this again." >&2
+    exit 1
   fi
   echo "[setup] installing Debian packages: ${missing[*]}"
   apt-get update -qq
