@@ -36,9 +36,9 @@ from common import cpu_name, load, timeit, write_results  # noqa: E402
 
 from stream_monitor import bundled  # noqa: E402
 from stream_monitor.config import MonitorConfig  # noqa: E402
-from stream_monitor.demo_summary import RunRecord, latency_summary, metric, scrape  # noqa: E402
-from stream_monitor.evaluation.datasets import SHARED_DATA  # noqa: E402
+from stream_monitor.demo.summary import RunRecord, latency_summary, metric, scrape  # noqa: E402
 from stream_monitor.engine import EngineOptions, create_scorer  # noqa: E402
+from stream_monitor.evaluation.datasets import SHARED_DATA  # noqa: E402
 from stream_monitor.models.registry import load_classifier  # noqa: E402
 from stream_monitor.nero import NeroDetector  # noqa: E402
 from stream_monitor.pipeline.supervisor import Monitor  # noqa: E402

@@ -42,7 +42,7 @@ from common import cpu_name, load, write_results  # noqa: E402
 
 from stream_monitor import bundled  # noqa: E402
 from stream_monitor.config import MonitorConfig  # noqa: E402
-from stream_monitor.demo_summary import metric, scrape  # noqa: E402
+from stream_monitor.demo.summary import metric, scrape  # noqa: E402
 from stream_monitor.evaluation.datasets import SHARED_DATA  # noqa: E402
 from stream_monitor.observability.metrics import DROP_REASONS  # noqa: E402
 from stream_monitor.pipeline.supervisor import Monitor  # noqa: E402

@@ -1,9 +1,11 @@
 """NumPy reference for the scoring kernels: the definition every Numba CPU / CUDA kernel is tested against.
 
-Plain, readable NumPy in float64, whatever dtype comes in. Shapes: B rows (frames), P columns (PCA
-components, or D+1 raw relevances), K centroids, D features. Conventions shared by every implementation:
+It is NERO's own math (`stream_monitor.nero.functional`, the one definition, with its tie and NaN rule)
+in float64 whatever dtype comes in, in the kernels' calling convention; only the threshold flags are the
+kernels' own. Shapes: B rows (frames), P columns (PCA components, or D+1 raw relevances), K centroids,
+D features. The rule every implementation follows (stated in `nero.functional`):
 
-- ties: the nearest centroid is the *first* index of the minimum (what `np.argmin` returns);
+- ties: the nearest centroid is the *first* index of the minimum; ρ and top-n take earlier indices first;
 - NaN: a row with any NaN input has distance NaN and index -1, rho NaN, score NaN and the INVALID flag;
   it is never silently scored as in- or out-of-distribution;
 - a feature row whose L1 norm is 0 has rho = 0 (no norm to share), as `NeroDetector` defines it.
@@ -12,6 +14,8 @@ components, or D+1 raw relevances), K centroids, D features. Conventions shared 
 from __future__ import annotations
 
 import numpy as np
+
+from stream_monitor.nero import functional as F
 
 FLAG_OVER = np.uint8(1)  # score > threshold: the frame is flagged out-of-distribution
 FLAG_INVALID = np.uint8(2)  # score is NaN or ±inf: the frame could not be scored
@@ -25,15 +29,7 @@ def nearest_l1(samples: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, 
 
     samples (B, P) float, centroids (K, P) float, K ≥ 1 → distance (B,) float64, index (B,) int64.
     """
-    samples = np.asarray(samples, dtype=np.float64)
-    centroids = np.asarray(centroids, dtype=np.float64)
-    if centroids.ndim != 2 or centroids.shape[0] < 1 or samples.shape[1:] != centroids.shape[1:]:
-        raise ValueError(f"samples (B, P) and centroids (K ≥ 1, P) disagree: {samples.shape}, {centroids.shape}")
-    all_distances = np.abs(samples[:, None, :] - centroids[None, :, :]).sum(axis=2)
-    index = all_distances.argmin(axis=1) if len(samples) else np.zeros(0, dtype=np.int64)
-    distance = all_distances[np.arange(len(samples)), index]
-    bad = np.isnan(all_distances).any(axis=1)
-    return np.where(bad, np.nan, distance), np.where(bad, -1, index).astype(np.int64)
+    return F.nearest_centroid(np.asarray(samples, dtype=np.float64), np.asarray(centroids, dtype=np.float64))
 
 
 def fuse_scores(
@@ -46,24 +42,17 @@ def fuse_scores(
     use_rho: bool = True,
     residual: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """NERO(x) = (d + λ·|R_bias|) · ρ [· residual], each term switchable (docs/NERO.md §6; the residual
-    is robust mode's optional term). With distance and bias both off the sum is 1, as in
-    `nero.functional.fuse_score`.
+    """NERO(x) = (d + λ·|R_bias|) · ρ [· residual], each term switchable: `nero.functional.fuse_score`
+    with the bias term λ·|R_bias| formed here, as the kernels receive raw bias relevance.
 
     distance, bias_relevance, rho, residual (B,) float, lam ≥ 0 → score (B,) float64,
     bias_term (B,) = λ·|R_bias|.
     """
     bias_term = lam * np.abs(np.asarray(bias_relevance, dtype=np.float64))
-    total = np.zeros_like(bias_term) if (use_distance or use_bias) else np.ones_like(bias_term)
-    if use_distance:
-        total = total + np.asarray(distance, dtype=np.float64)
-    if use_bias:
-        total = total + bias_term
-    if use_rho:
-        total = total * np.asarray(rho, dtype=np.float64)
-    if residual is not None:
-        total = total * np.asarray(residual, dtype=np.float64)
-    return total, bias_term
+    score = F.fuse_score(np.asarray(distance, dtype=np.float64), bias_term, np.asarray(rho, dtype=np.float64),
+                         use_distance, use_bias, use_rho,
+                         None if residual is None else np.asarray(residual, dtype=np.float64))
+    return score, bias_term
 
 
 def threshold_flags(score: np.ndarray, threshold: float) -> np.ndarray:
@@ -77,30 +66,16 @@ def threshold_flags(score: np.ndarray, threshold: float) -> np.ndarray:
 def low_relevance_ratio(features: np.ndarray, relevance: np.ndarray, k: int) -> np.ndarray:
     """ρ: share of each row's feature L1 norm held by its k least-relevant neurons (NERO.md §2).
 
-    features (B, D), relevance (B, D), 1 ≤ k ≤ D → (B,) float64. Uses a stable full sort: where tied
-    relevances straddle the k-th place the earlier neurons are taken (ties carry |a| = 0 in practice —
-    dead units — so the choice does not change ρ).
+    features (B, D), relevance (B, D), 1 ≤ k ≤ D → (B,) float64 (`nero.functional.low_relevance_norm_ratio`).
     """
-    features = np.asarray(features, dtype=np.float64)
-    relevance = np.asarray(relevance, dtype=np.float64)
-    if not 1 <= k <= features.shape[1]:
-        raise ValueError(f"k must be in [1, D={features.shape[1]}], got {k}")
-    magnitude = np.abs(features)
-    lowest = np.argsort(relevance, axis=1, kind="stable")[:, :k]
-    selected = np.take_along_axis(magnitude, lowest, axis=1).sum(axis=1)
-    total = magnitude.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = np.where(total > 0, selected / np.where(total > 0, total, 1.0), 0.0)
-    bad = np.isnan(features).any(axis=1) | np.isnan(relevance).any(axis=1)
-    return np.where(bad, np.nan, rho)
+    return F.low_relevance_norm_ratio(np.asarray(features, dtype=np.float64),
+                                      np.asarray(relevance, dtype=np.float64), k)
 
 
 def top_abs(values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The n entries of largest |value| in each row, largest first, earlier index first on ties.
+    """The n entries of largest |value| in each row, largest first, earlier index first on ties
+    (`nero.functional.top_abs`, which `NeroDetector.explain` uses).
 
-    values (B, D), 1 ≤ n ≤ D → index (B, n) int64, value (B, n) (signed, in values' dtype). This is
-    `NeroDetector.explain`'s ordering: `argsort(-|v|, kind="stable")[:, :n]`.
+    values (B, D), 1 ≤ n ≤ D → index (B, n) int64, value (B, n) (signed, in values' dtype).
     """
-    values = np.asarray(values)
-    index = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :n].astype(np.int64)
-    return index, np.take_along_axis(values, index, axis=1)
+    return F.top_abs(np.asarray(values), n)

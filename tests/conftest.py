@@ -102,7 +102,8 @@ def free_port():
 
 def _need_data() -> None:
     if not (SHARED_DATA / "hyperkvasir-lgi").is_dir():
-        pytest.skip(f"development data not found at {SHARED_DATA}")
+        pytest.fail(f"development data not found at {SHARED_DATA}: the tests run on it (README: put the "
+                    f"shared data beside the repo)")
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,8 @@ def live_model(tmp_path_factory) -> LiveModel:
     import torch
 
     from stream_monitor import bundled
-    from stream_monitor.data import load_split, read_image
+    from stream_monitor.data.images import read_image
+    from stream_monitor.data.split import load_split
     from stream_monitor.evaluation.datasets import DEFAULT_SPLIT
     from stream_monitor.models.registry import create_model, load_classifier, sha256_file
     from stream_monitor.nero import NeroDetector
@@ -177,14 +179,15 @@ def e2e_clip(live_model, tmp_path_factory) -> E2EClip:
     mean of the two groups' nearest scores, which must be at least a factor 2 apart."""
     import cv2
 
-    from stream_monitor.data import list_images, load_split, read_image
-    from stream_monitor.demo_clip import CANVAS
+    from stream_monitor.capture.scope_mask import ScopeMasker
+    from stream_monitor.data.images import list_images, read_image
+    from stream_monitor.data.split import load_split
+    from stream_monitor.demo.clip import CANVAS
     from stream_monitor.engine import Scorer
     from stream_monitor.evaluation.datasets import DEFAULT_SPLIT
     from stream_monitor.models.registry import load_classifier
     from stream_monitor.nero import NeroDetector
     from stream_monitor.preprocess import normalize_uint8, to_model_rgb
-    from stream_monitor.scope_mask import ScopeMasker
 
     _need_data()
     folder = tmp_path_factory.mktemp("e2e-clip")
@@ -218,7 +221,7 @@ def e2e_clip(live_model, tmp_path_factory) -> E2EClip:
     low_order, high_order = np.argsort(id_scores)[:16], np.argsort(-ood_scores)[:8]
     top_id, bottom_ood = id_scores[low_order[-1]], ood_scores[high_order[-1]]
     if not bottom_ood > 2 * top_id > 0:
-        pytest.skip(f"this model/detector does not separate 16 ID from 8 OOD frames by a factor 2 "
+        pytest.fail(f"this model/detector no longer separates 16 ID from 8 OOD frames by a factor 2 "
                     f"({top_id:.3g} vs {bottom_ood:.3g})")
     threshold = float(np.sqrt(top_id * bottom_ood))
     low, high = [id_images[i] for i in low_order], [ood_images[i] for i in high_order]

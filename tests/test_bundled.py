@@ -3,10 +3,10 @@
 import numpy as np
 
 from stream_monitor import bundled
-from stream_monitor.data import load_split
+from stream_monitor.data.features import extract_paths
+from stream_monitor.data.split import load_split
 from stream_monitor.evaluation.datasets import DEFAULT_SPLIT
-from stream_monitor.features import extract_paths
-from stream_monitor.metrics import auroc
+from stream_monitor.evaluation.ood_metrics import auroc
 from stream_monitor.models.registry import load_classifier, sha256_file
 from stream_monitor.nero import NeroDetector
 

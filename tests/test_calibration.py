@@ -3,7 +3,7 @@ import pytest
 
 from stream_monitor.calibration import Calibration, calibrate_threshold
 from stream_monitor.errors import InputError
-from stream_monitor.metrics import fpr_at_tpr_id_accepted
+from stream_monitor.evaluation.ood_metrics import fpr_at_tpr_id_accepted
 
 
 def test_threshold_is_the_papers_fpr95_threshold():

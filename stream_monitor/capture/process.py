@@ -23,16 +23,15 @@ import zmq
 from ..config import ScopeMaskConfig, SourceConfig
 from ..errors import InputError
 from ..preprocess import to_model_rgb
-from ..scope_mask import ScopeMasker
 from ..service import ServiceProcess
 from .frames import as_bgr_uint8
-from .ring import FLAG_LOSSLESS, STATE_NAMES, FrameRing
+from .ring import FLAG_LOSSLESS, FrameRing, RingState
+from .scope_mask import ScopeMasker
 from .sources import FrameSource, SourceError, open_source
 
 __all__ = ["CaptureProcess", "encode_wakeup"]
 
 log = logging.getLogger(__name__)
-_STATE = {name: i for i, name in enumerate(STATE_NAMES)}
 _BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # re-open delays of a failing live source
 
 
@@ -75,7 +74,7 @@ class CaptureProcess(ServiceProcess):
         try:
             self._capture(ring, wakeup)
         except Exception:
-            ring.header["state"] = _STATE["failed"]
+            ring.state = RingState.FAILED
             raise
         finally:
             try:
@@ -100,7 +99,7 @@ class CaptureProcess(ServiceProcess):
                     raise
                 delay = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
                 log.warning("%s: %s; retrying in %.1f s", self.stream, exc, delay)
-                ring.header["state"] = _STATE["reconnecting"]
+                ring.state = RingState.RECONNECTING
                 attempt += 1
                 self.stop_event.wait(delay)
         return None
@@ -111,7 +110,7 @@ class CaptureProcess(ServiceProcess):
         source = self._open(ring)
         if source is None:
             return
-        ring.header["state"] = _STATE["running"]
+        ring.state = RingState.RUNNING
         if source.lossless:
             ring.header["flags"] = int(ring.header["flags"]) | FLAG_LOSSLESS
         interval = source.frame_interval
@@ -174,18 +173,18 @@ class CaptureProcess(ServiceProcess):
             return source
         if not source.live:
             log.info("%s: end of %s after %d frames", self.stream, source.description, ring.write_seq)
-            ring.header["state"] = _STATE["ended"]
+            ring.state = RingState.ENDED
             return None
         log.warning("%s: %s stopped delivering frames; re-opening", self.stream, source.description)
         source.close()
         ring.header["reconnects"] = int(ring.header["reconnects"]) + 1
-        ring.header["state"] = _STATE["reconnecting"]
+        ring.state = RingState.RECONNECTING
         # A device that opens but delivers nothing must not be re-opened twice a second for ever.
         self.stop_event.wait(_BACKOFF_S[min(self._silent_reopens, len(_BACKOFF_S) - 1)])
         self._silent_reopens += 1
         reopened = self._open(ring)
         if reopened is not None:
-            ring.header["state"] = _STATE["running"]
+            ring.state = RingState.RUNNING
         return reopened
 
     def _publish(self, ring: FrameRing, wakeup: zmq.Socket, masker: ScopeMasker, frame: np.ndarray,

@@ -18,6 +18,7 @@ Only the creator unlinks. Readers attach without registering the segment with Py
 
 from __future__ import annotations
 
+import enum
 import sys
 import threading
 from dataclasses import dataclass
@@ -27,11 +28,41 @@ from multiprocessing.shared_memory import SharedMemory
 import cv2
 import numpy as np
 
-__all__ = ["FLAG_LOSSLESS", "FrameRing", "RingFrame", "STATE_NAMES", "ring_name"]
+__all__ = ["FLAG_LOSSLESS", "FrameRing", "RingFrame", "RingState", "STATE_NAMES", "ring_name"]
 
 MAGIC = 0x534D5231  # "SMR1"
 FLAG_LOSSLESS = 1  # header flags: the writer waits for the consumer; the consumer must take every frame
-STATE_NAMES = ("starting", "running", "reconnecting", "ended", "failed")
+
+
+class RingState(enum.IntEnum):
+    """The capture process's state, kept in the ring header as an integer so every reader sees it."""
+
+    STARTING = 0
+    RUNNING = 1
+    RECONNECTING = 2
+    ENDED = 3
+    FAILED = 4
+
+    @classmethod
+    def decode(cls, raw: int) -> "RingState":
+        """The header's integer as a state; an unknown value (a newer or broken writer) reads as FAILED."""
+        try:
+            return cls(int(raw))
+        except ValueError:
+            return cls.FAILED
+
+    @property
+    def label(self) -> str:
+        """The lower-case name used in metrics, status messages and logs ("running")."""
+        return self.name.lower()
+
+    @property
+    def done(self) -> bool:
+        """The source will deliver no more frames (replay ended, or the capture process gave up)."""
+        return self in (RingState.ENDED, RingState.FAILED)
+
+
+STATE_NAMES = tuple(state.label for state in RingState)
 _HEADER = np.dtype([
     ("magic", "<u4"), ("n_slots", "<u4"), ("max_h", "<u4"), ("max_w", "<u4"), ("model_size", "<u4"),
     ("state", "<u4"), ("pid", "<u4"), ("src_w", "<u4"), ("src_h", "<u4"), ("flags", "<u4"),
@@ -168,6 +199,14 @@ class FrameRing:
         return int(self.header["write_seq"]) - int(self.header["read_seq"])
 
     # ------------------------------------------------------------------ reader side
+    @property
+    def state(self) -> RingState:
+        return RingState.decode(self.header["state"])
+
+    @state.setter
+    def state(self, value: RingState) -> None:
+        self.header["state"] = int(value)
+
     @property
     def write_seq(self) -> int:
         return int(self.header["write_seq"])

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ..config import CameraSource, FileSource, FolderSource, GStreamerSource, RtspSource, SourceConfig
-from ..data import list_images, read_image
+from ..data.images import list_images, read_image
 from ..errors import InputError, StreamMonitorError
 
 __all__ = ["FrameSource", "SourceError", "open_source", "opencv_has_gstreamer"]

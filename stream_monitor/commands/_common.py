@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 
 from .. import bundled
-from ..data import Split, load_split
-from ..evaluation.datasets import DEFAULT_SPLIT
-from ..features import default_cache_dir
-from ..models.base import ClassifierAdapter
+from ..data.features import default_cache_dir
+from ..data.split import Split, load_split
 from ..errors import InputError
+from ..evaluation.datasets import DEFAULT_SPLIT
+from ..models.base import ClassifierAdapter
 from ..models.registry import create_model, list_models, load_checkpoint, load_classifier, sha256_file
 
 

@@ -33,11 +33,11 @@ import cv2
 import numpy as np
 
 from .. import bundled
-from ..data import iter_frames, list_images, read_image
-from ..enroll import PROCEDURES, EnrollOptions, enroll_detector, holdout_mask
+from ..data.features import extract
+from ..data.images import iter_frames, list_images, read_image
 from ..errors import InputError
-from ..features import extract
 from ..nero import NeroDetector
+from ..site.enroll import PROCEDURES, EnrollOptions, enroll_detector, holdout_mask
 from ._common import add_model_arguments, load_model
 
 
@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="site detector artifact to write (.npz)")
     add_model_arguments(parser)
     parser.add_argument("--detector", type=Path, default=bundled.DETECTOR, help="detector to adapt (default: bundled)")
-    parser.add_argument("--procedure", choices=PROCEDURES, default="threshold", help="see above (default: %(default)s)")
+    parser.add_argument("--procedure", choices=PROCEDURES, default=EnrollOptions.procedure,
+                        help="see above (default: %(default)s)")
     parser.add_argument("--holdout", type=float, default=0.3, help="share held back for the threshold (default: %(default)s)")
     parser.add_argument("--target-tpr", type=float, default=0.95, help="share of held-back frames below the threshold")
     parser.add_argument("--every-s", type=float, default=1.0,

@@ -16,10 +16,9 @@ import os
 from pathlib import Path
 
 from ..errors import InputError
-from ..evaluation.datasets import external_sources, ood_validation_split, parse_named_source, source_from_path
-from ..evaluation.run import EvaluationInputs, evaluate_all
+from ..evaluation.datasets import Source, external_sources, ood_validation_split, parse_named_source, source_from_path
+from ..evaluation.dev_benchmark import EvaluationInputs, evaluate_all
 from ..evaluation.seeds import evaluate_seeds
-from ..evaluation.datasets import Source
 from ._common import add_model_arguments, add_split_arguments, cache_dir, load_model, load_split_arg
 
 

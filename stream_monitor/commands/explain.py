@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from .. import bundled
-from ..data import read_image
-from ..explain import deviation_heatmap, explanation_figure
+from ..data.images import read_image
 from ..nero import NeroDetector
+from ..nero.heatmap import deviation_heatmap, explanation_figure
 from ..preprocess import preprocess_batch
 from ._common import add_model_arguments, load_model
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import bundled
 from ..errors import InputError
-from ..evaluation.run import EvaluationInputs, fit_default
+from ..evaluation.dev_benchmark import EvaluationInputs, fit_default
 from ..nero import NeroDetector
 from ._common import add_model_arguments, add_split_arguments, cache_dir, load_model, load_split_arg
 

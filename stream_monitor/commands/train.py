@@ -7,5 +7,5 @@ examples:
   stream-monitor train --arch resnet18 --init-checkpoint resnet18_imagenet.pth --out runs/r18.pt
 """
 
-from ..train import add_train_arguments as add_arguments  # noqa: F401
-from ..train import run_train as run  # noqa: F401
+from ..training.train import add_train_arguments as add_arguments  # noqa: F401
+from ..training.train import run_train as run  # noqa: F401

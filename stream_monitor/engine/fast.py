@@ -30,8 +30,8 @@ from ..kernels.cpu_pipeline import score_rows
 from ..models.base import ClassifierAdapter
 from ..nero import NeroDetector
 from .backends import EngineBackend, EngineOptions, select_backend
+from .contract import ScoredBatch
 from .fused import FusedNero
-from .scorer import ScoredBatch
 
 __all__ = ["EngineScorer", "create_scorer"]
 

@@ -1,40 +1,15 @@
-"""Reference scorer: a classifier and a fitted NERO detector → `ScoredBatch` per batch of frames."""
+"""Reference scorer: a classifier and a fitted NERO detector → `ScoredBatch` per batch of frames
+(torch forward, then `NeroDetector.explain` in NumPy float64: the definition the fast engine is tested against)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..explain import deviation_heatmap
 from ..models.base import ClassifierAdapter
 from ..nero import NeroDetector
-
-
-@dataclass(frozen=True)
-class ScoredBatch:
-    """One batch of B frames, scored. Arrays have B rows.
-
-    probs (B, C) float32; predicted (B,) int class ids; score (B,) float64 (higher = more OOD);
-    distance, bias_term, rho (B,) float64 — the score's parts; over_threshold (B,) bool;
-    top_neurons (B, n) int and deviations (B, n) float32 against the nearest class centroid;
-    heatmaps (B, h, w) float32 in [0, 1] for CNNs, else None.
-    """
-
-    probs: np.ndarray
-    predicted: np.ndarray
-    score: np.ndarray
-    distance: np.ndarray
-    bias_term: np.ndarray
-    rho: np.ndarray
-    over_threshold: np.ndarray
-    top_neurons: np.ndarray
-    deviations: np.ndarray
-    heatmaps: np.ndarray | None
-
-    def __len__(self) -> int:
-        return len(self.score)
+from ..nero.heatmap import deviation_heatmap
+from .contract import ScoredBatch
 
 
 class Scorer:

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..metrics import OODMetrics, evaluate
 from .methods import Method
+from .ood_metrics import OODMetrics, evaluate
 
 SELECTION_RULE = (
     "highest AUROC of ID validation vs the pooled validation OOD images (a fixed 30% of each HyperKvasir "

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import Split, iter_frames, list_images, read_image
+from ..data.images import iter_frames, list_images, read_image
+from ..data.split import Split
 from ..errors import InputError
 
 OOD_VALIDATION_FRACTION = 0.3

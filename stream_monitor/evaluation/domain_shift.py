@@ -31,27 +31,18 @@ import numpy as np
 
 from .. import bundled
 from ..calibration import threshold_at_tpr
-from ..data import load_split
-from ..drift import DriftMonitor, design, run_length
-from ..enroll import EnrollOptions, enroll_detector
-from ..features import default_cache_dir, extract_paths, model_fingerprint
-from ..metrics import auroc
+from ..data.features import default_cache_dir, extract_paths, model_fingerprint
+from ..data.split import load_split
 from ..models.registry import load_classifier
 from ..nero import NeroDetector
+from ..site.drift import DriftMonitor, design, run_length
+from ..site.enroll import EnrollOptions, enroll_detector
 from .datasets import DEFAULT_SPLIT, SHARED_DATA
+from .domain_shift_protocol import CVC_DEV, DRIFT_ARL0, DRIFT_P1, ENROLL_FOLDS, ID_STREAMS, TARGET_TPR
 from .methods import baseline_methods
+from .ood_metrics import auroc
 from .sequences import CVC, POLYPGEN, Sequence, load_sequences
 
-TARGET_TPR = 0.95
-DRIFT_P1 = 0.25
-DRIFT_ARL0 = 8 * 3600  # decisions at one a second
-ID_STREAMS = 200       # simulated one-hour in-domain streams per method
-CVC_DEV = tuple(f"seq0{i}" for i in range(1, 8))
-# Positions in the sorted list of the 12 PolypGen sequences: (fit, threshold hold-back, evaluate).
-ENROLL_FOLDS = {
-    "A": ((1, 5, 7, 11), (3, 9), (0, 2, 4, 6, 8, 10)),
-    "B": ((0, 4, 6, 10), (2, 8), (1, 3, 5, 7, 9, 11)),
-}
 MANIFEST = "sequences_MANIFEST.tsv"
 NERO_GRID = ([EnrollOptions("extend", site_components=c, site_clusters=k) for c in (5, 20) for k in (4, 8)]
              + [EnrollOptions("recenter", alpha=a) for a in (0.5, 1.0)])

@@ -10,7 +10,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
 import numpy as np  # noqa: E402
+
+from ..site.drift import arl0, design  # noqa: E402
+from .domain_shift_protocol import CVC_DEV, DRIFT_ARL0, DRIFT_P1, ENROLL_FOLDS, ID_STREAMS  # noqa: E402
 
 COMMAND = "python -m stream_monitor.evaluation.domain_shift --out docs/results/domain-shift"
 PLOT_METHODS = ("nero_default", "nero_parity", "msp", "knn", "mahalanobis", "vim")
@@ -89,8 +93,6 @@ def _enroll_table(means: dict, chosen: dict) -> list[str]:
 def _sensitivity(drift: list[dict]) -> list[str]:
     """Exact false raises per hour (chain, i.i.d. frames, 1 decision/s) if the real in-domain share
     over the threshold is not the expected one — what an optimistic calibration costs."""
-    from ..drift import arl0, design
-    from .domain_shift import DRIFT_ARL0, DRIFT_P1
 
     d = design(0.05, DRIFT_P1, DRIFT_ARL0)
     shares = (0.03, 0.05, 0.075, 0.10, 0.15, 0.25, 0.5)
@@ -114,8 +116,6 @@ def _per_sequence(row: dict) -> list[str]:
 
 
 def write_report(out: Path, data, drift: list[dict], enroll: list[dict], per_centre: list[dict], seconds: float) -> None:
-    from .domain_shift import CVC_DEV, DRIFT_ARL0, DRIFT_P1, ENROLL_FOLDS, ID_STREAMS
-
     out.mkdir(parents=True, exist_ok=True)
     means = _mean_rows(enroll)
     chosen = select(means)

@@ -11,12 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..data import Split, resplit
+from ..data.split import Split, resplit
 from ..models.registry import load_classifier, sha256_file
-from ..train import train_classifier
+from ..training.train import train_classifier
 from . import report as rep
 from .datasets import Source, external_sources, ood_validation_split
-from .run import EvaluationInputs, evaluate_all
+from .dev_benchmark import EvaluationInputs, evaluate_all
 
 
 def seed_sources(split: Split, dev_benchmark: bool, extra: list[Source]) -> tuple[list[Source], dict[str, list[Path]]]:

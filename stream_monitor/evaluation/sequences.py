@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import list_images
-from ..features import Extracted, extract_paths, model_fingerprint
+from ..data.features import Extracted, extract_paths, model_fingerprint
+from ..data.images import list_images
 from ..models.base import ClassifierAdapter
 from .datasets import SHARED_DATA
 

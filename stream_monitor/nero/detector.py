@@ -191,9 +191,7 @@ class NeroDetector:
         rel = F.head_relevance(features, state["weight"], state["bias"], cfg.stabilizer, cfg.epsilon)
         pca = F.PCA(state["pca_mean"], state["pca_components"], np.empty(0))
         projected = F.pca_transform(rel.neurons, pca)
-        distances = F.l1_distances(projected, state["centroids"])
-        nearest = distances.argmin(axis=1)
-        distance = distances[np.arange(len(nearest)), nearest]
+        distance, nearest = F.nearest_centroid(projected, state["centroids"])
         bias_term = self.lambda_ * np.abs(rel.bias)
         rho = F.low_relevance_norm_ratio(features, rel.neurons, self.k_)
         residual = F.residual_ratio(rel.neurons, pca)
@@ -222,11 +220,10 @@ class NeroDetector:
         parts = self.score_parts(features)
         raw_means = self._fitted()["raw_class_means"]
         raw = np.concatenate([parts.relevance, parts.bias_relevance[:, None]], axis=1)
-        reference = F.l1_distances(raw, raw_means).argmin(axis=1)
+        _, reference = F.nearest_centroid(raw, raw_means)
         deviation = parts.relevance - raw_means[reference, :-1]
-        top_n = min(top_n, deviation.shape[1])
-        top = np.argsort(-np.abs(deviation), axis=1, kind="stable")[:, :top_n]
-        return Explanation(parts, reference, top, np.take_along_axis(deviation, top, axis=1))
+        top, top_deviation = F.top_abs(deviation, min(top_n, deviation.shape[1]))
+        return Explanation(parts, reference, top, top_deviation)
 
     # ------------------------------------------------------------ calibration
     def calibrate(self, features: np.ndarray, target_tpr: float = 0.95) -> Calibration:

@@ -2,6 +2,14 @@
 
 Every function here is batched (no per-sample Python loop) and works in the dtype it is given; the
 detector calls them in float64. Shapes: N samples, D features, C classes, K centroids, P PCA components.
+
+This is the one definition of the math: the scoring kernels' NumPy reference (`kernels/reference.py`),
+which the Numba CPU and CUDA kernels are tested against, is built on these functions. One rule for ties
+and NaN holds everywhere:
+- ties go to the earlier index: the nearest centroid is the first minimum (`np.argmin`), ρ's k least
+  relevant neurons and the top-|deviation| neurons come from a stable sort;
+- a row with any NaN input gets a NaN distance, index −1 and a NaN ρ: it is never silently scored;
+- a feature row whose L1 norm is 0 has ρ = 0 (no norm to share).
 """
 
 from __future__ import annotations
@@ -76,9 +84,10 @@ def head_relevance(
 def low_relevance_norm_ratio(features: np.ndarray, neuron_relevance: np.ndarray, k: int) -> np.ndarray:
     """ρ: the share of the feature L1 norm held by the k least-relevant neurons (NERO.md §2).
 
-    Uses a partial selection (argpartition), so ties at the k-th value — dead ReLU units, whose
-    relevance and |a| are both 0 — cannot change ρ. A sample whose features are all zero gets ρ = 0
-    (it has no norm to share) rather than a division by zero.
+    Where tied relevances straddle the k-th place the earlier neurons are taken (stable sort); in
+    practice ties are dead ReLU units, whose relevance and |a| are both 0, so the choice cannot change ρ.
+    A sample whose features are all zero gets ρ = 0 (it has no norm to share) rather than a division by
+    zero; a row with NaN in either input gets NaN.
 
     features (N, D), neuron_relevance (N, D), 1 ≤ k ≤ D → (N,)
     """
@@ -89,11 +98,13 @@ def low_relevance_norm_ratio(features: np.ndarray, neuron_relevance: np.ndarray,
     if k == n_features:
         selected = magnitudes.sum(axis=1)
     else:
-        lowest = np.argpartition(neuron_relevance, k - 1, axis=1)[:, :k]
+        lowest = np.argsort(neuron_relevance, axis=1, kind="stable")[:, :k]
         selected = np.take_along_axis(magnitudes, lowest, axis=1).sum(axis=1)
     total = magnitudes.sum(axis=1)
     safe_total = np.where(total > 0, total, 1.0)
-    return np.where(total > 0, selected / safe_total, 0.0)
+    rho = np.where(total > 0, selected / safe_total, 0.0)
+    bad = np.isnan(features).any(axis=1) | np.isnan(neuron_relevance).any(axis=1)
+    return np.where(bad, np.nan, rho) if bad.any() else rho
 
 
 class PCA(NamedTuple):
@@ -192,6 +203,30 @@ def l1_distances(samples: np.ndarray, centroids: np.ndarray, chunk: int = 256) -
         block = samples[start : start + chunk]
         out[start : start + chunk] = np.abs(block[:, None, :] - centroids[None, :, :]).sum(axis=2)
     return out
+
+
+def nearest_centroid(samples: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """L1 distance from each row to its nearest centroid, and that centroid's index.
+
+    Ties: the first index of the minimum. NaN: a row with any NaN distance gets NaN and index −1.
+    samples (N, P), centroids (K ≥ 1, P) → distance (N,), index (N,) int64.
+    """
+    if centroids.ndim != 2 or centroids.shape[0] < 1 or samples.shape[1:] != centroids.shape[1:]:
+        raise InputError(f"samples (N, P) and centroids (K ≥ 1, P) disagree: {samples.shape}, {centroids.shape}")
+    distances = l1_distances(samples, centroids)
+    index = distances.argmin(axis=1) if len(samples) else np.zeros(0, dtype=np.int64)
+    nearest = distances[np.arange(len(samples)), index]
+    bad = np.isnan(distances).any(axis=1)
+    return np.where(bad, np.nan, nearest), np.where(bad, -1, index).astype(np.int64)
+
+
+def top_abs(values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The n entries of largest |value| in each row, largest first, earlier index first on ties.
+
+    values (N, D), 1 ≤ n ≤ D → index (N, n) int64, value (N, n) (signed, in values' dtype).
+    """
+    index = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :n].astype(np.int64)
+    return index, np.take_along_axis(values, index, axis=1)
 
 
 def bias_scale(distances: np.ndarray, bias_relevance: np.ndarray) -> float:

@@ -10,13 +10,14 @@ prometheus_client's global registry, and each test builds its own.
 from __future__ import annotations
 
 import platform
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info
 
 from .. import __version__
-from ..capture.ring import STATE_NAMES
+from ..capture.ring import STATE_NAMES, RingState
 
-__all__ = ["DROP_REASONS", "FRAME_PERIOD_MULTIPLES", "Metrics", "SCORE_RATIO_BUCKETS", "latency_buckets"]
+__all__ = ["DROP_REASONS", "FRAME_PERIOD_MULTIPLES", "DriftMetrics", "Metrics", "SCORE_RATIO_BUCKETS", "latency_buckets"]
 
 PREFIX = "stream_monitor"
 # Frame periods: half a frame … 64 frames (2.1 s at 30 fps).
@@ -118,7 +119,7 @@ class Metrics:
         self._synced[stream] = {"captured": 0, "errors": 0, "reconnects": 0, "invalid": 0, "converted": 0,
                                 "skipped": 0}
 
-    def sync_capture(self, stream: str, captured: int, errors: int, reconnects: int, state: int,
+    def sync_capture(self, stream: str, captured: int, errors: int, reconnects: int, state: RingState | int,
                      last_capture: float, backlog: int, invalid: int = 0, converted: int = 0,
                      skipped: int = 0) -> None:
         """Bring the capture-side counters, kept in the ring header by the capture process, up to date."""
@@ -135,11 +136,50 @@ class Metrics:
             if value > seen[key]:
                 counter.inc(value - seen[key])
                 seen[key] = value
-        self.capture_state.labels(stream).state(STATE_NAMES[state] if 0 <= state < len(STATE_NAMES) else "failed")
+        self.capture_state.labels(stream).state(RingState.decode(state).label)
         if last_capture > 0:
             self.last_frame.labels(stream).set(last_capture)
         self.queue_depth.labels(stream).set(max(backlog, 0))
 
+    def record_result(self, stream: str, *, latency_s: float, t_result: float, alert_active: bool,
+                      score_ratio: float | None, flags: Sequence[str] = ()) -> None:
+        """One published result: processed and published counts, latency, score ÷ threshold (None for a
+        flagged frame, which is no measurement), last-result time, alert state, and its flags."""
+        self.messages_published.labels("result").inc()
+        self.frames_processed.labels(stream).inc()
+        self.latency.labels(stream).observe(latency_s)
+        if score_ratio is not None:
+            self.score_ratio.labels(stream).observe(score_ratio)
+        for reason in flags:
+            self.frames_flagged.labels(stream, reason).inc()
+        self.last_result.labels(stream).set(t_result)
+        self.alert_active.labels(stream).set(1 if alert_active else 0)
+
     def dropped(self, stream: str, stage: str, reason: str, count: int = 1) -> None:
         if count > 0:
             self.frames_dropped.labels(stream, stage, reason).inc(count)
+
+
+class DriftMetrics:
+    """The stream-level drift signal ("input not validated"), on the same registry as `Metrics`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r, p = registry, PREFIX
+        self.raised = Gauge(f"{p}_input_not_validated", "1 while the stream's footage is unlike the footage "
+                            "the detector was validated on (drift signal raised)", ["stream"], registry=r)
+        self.cusum = Gauge(f"{p}_drift_cusum", "Drift CUSUM statistic (log-likelihood ratio); raises at "
+                           "stream_monitor_drift_cusum_threshold", ["stream"], registry=r)
+        self.threshold = Gauge(f"{p}_drift_cusum_threshold", "Drift CUSUM raise threshold", ["stream"], registry=r)
+        self.share = Gauge(f"{p}_drift_over_threshold_ratio", "Share of the recently sampled frames over the "
+                           "alert threshold (drift.window_s)", ["stream"], registry=r)
+        self.expected = Gauge(f"{p}_drift_expected_over_threshold_ratio", "Share over the threshold expected "
+                              "on validated footage (drift.expected_share)", ["stream"], registry=r)
+        self.raises = Counter(f"{p}_drift_raises", "Times the drift signal was raised", ["stream"], registry=r)
+
+    def init_stream(self, stream: str, threshold: float, expected: float) -> None:
+        self.raised.labels(stream).set(0)
+        self.cusum.labels(stream).set(0)
+        self.threshold.labels(stream).set(threshold)
+        self.share.labels(stream).set(0)
+        self.expected.labels(stream).set(expected)
+        self.raises.labels(stream)

@@ -16,7 +16,7 @@ from http.server import ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from ..http_handler import QuietHandler
+from .http_handler import QuietHandler
 
 __all__ = ["OpsServer"]
 

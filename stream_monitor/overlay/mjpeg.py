@@ -17,7 +17,7 @@ from http.server import ThreadingHTTPServer
 import cv2
 import numpy as np
 
-from ..http_handler import QuietHandler
+from ..observability.http_handler import QuietHandler
 
 __all__ = ["MjpegServer"]
 

@@ -24,6 +24,7 @@ import numpy as np
 import zmq
 
 from ..capture.ring import FrameRing
+from ..transport.gaps import SequenceGaps
 from ..transport.schema import SchemaError, decode, topic
 from ..transport.sockets import drain, make_subscriber
 from .render import ViewerStatus, render_overlay
@@ -70,7 +71,7 @@ class OverlayViewer:
         self.stats = ViewerStats()
         self._pending: OrderedDict[int, dict] = OrderedDict()
         self._images: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._last_seq = 0
+        self._gaps = SequenceGaps()
         self.last_render: np.ndarray | None = None
 
     # ------------------------------------------------------------------ receiving
@@ -80,11 +81,8 @@ class OverlayViewer:
         if message["stream"] != self.stream:
             return
         self.stats.results += 1
-        if self._last_seq and message["prev_seq"] != self._last_seq:
-            self.stats.lost_results += 1
-        if self._last_seq or message["prev_seq"]:
-            self.stats.skipped_frames += max(0, message["seq"] - message["prev_seq"] - 1)
-        self._last_seq = message["seq"]
+        self._gaps.add(message)
+        self.stats.lost_results, self.stats.skipped_frames = self._gaps.gaps, self._gaps.skipped
         if self.ring is not None:
             frame = self.ring.read(message["seq"], model=False, frame=True)
             if frame is None:

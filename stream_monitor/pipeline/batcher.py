@@ -23,12 +23,11 @@ from dataclasses import dataclass
 import msgpack
 import zmq
 
-from ..capture.ring import STATE_NAMES, FrameRing, RingFrame
+from ..capture.ring import FrameRing, RingFrame
 
 __all__ = ["BatchItem", "Batcher"]
 
 _POLL_S = 0.02
-_DONE_STATES = (STATE_NAMES.index("ended"), STATE_NAMES.index("failed"))
 DropCounter = Callable[[str, str, str, int], None]
 
 
@@ -65,7 +64,7 @@ class Batcher:
 
     def running(self) -> list[str]:
         """Streams whose capture has not ended or failed."""
-        return [name for name, ring in self.rings.items() if int(ring.header["state"]) not in _DONE_STATES]
+        return [name for name, ring in self.rings.items() if not ring.state.done]
 
     @property
     def exhausted(self) -> bool:

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry
 
 from ..config import DriftConfig
-from ..drift import DriftMonitor, design
-from ..observability.drift_metrics import DriftMetrics
+from ..observability.metrics import DriftMetrics
+from ..site.drift import DriftMonitor, design
 
 __all__ = ["StreamDrift"]
 

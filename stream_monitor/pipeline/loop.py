@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..capture.ring import STATE_NAMES, FrameRing
+from ..capture.ring import FrameRing
 from ..config import MonitorConfig
 from ..observability.metrics import Metrics
 from ..preprocess import normalize_uint8
@@ -35,8 +35,6 @@ __all__ = ["InferenceLoop", "ScorerLike"]
 
 log = logging.getLogger(__name__)
 _HOUSEKEEPING_S = 0.25
-_ENDED = STATE_NAMES.index("ended")
-_FAILED = STATE_NAMES.index("failed")
 
 
 class ScorerLike(Protocol):
@@ -112,42 +110,41 @@ class InferenceLoop:
         tracker = self.trackers[stream]
         score = float(scored.score[i])
         flags = frame_flags(scored, i)
-        if flags:  # not a measurement: it must neither raise nor end an alert
-            state, events = tracker.state(), []
-            for reason in flags:
-                self.metrics.frames_flagged.labels(stream, reason).inc()
-        else:
-            state, events = tracker.update(score, frame.seq, frame.t_capture)
-        heat = None
-        if self.config.transport.heatmap and scored.heatmaps is not None:
-            heat = scored.heatmaps[i]
+        # A flagged frame is not a measurement: it must neither raise nor end an alert.
+        state, events = (tracker.state(), []) if flags else tracker.update(score, frame.seq, frame.t_capture)
         t_result = time.time()
         latency = time.monotonic() - frame.mono_capture
-        message = result_message(
-            stream=stream, seq=frame.seq, prev_seq=item.prev_seq, t_capture=frame.t_capture, t_result=t_result,
-            latency_s=latency, batch_size=batch_size, probs=scored.probs[i], class_names=self.class_names,
-            score=score, smoothed_score=state.smoothed, threshold=tracker.threshold,
-            distance=scored.distance[i], bias_term=scored.bias_term[i], rho=scored.rho[i],
-            alert=state.to_message(), top_neurons=scored.top_neurons[i], deviations=scored.deviations[i],
-            heatmap=heat, frame_size=frame.size, box=frame.box)
-        if self.drift is not None:  # optional v1 field: "input not validated", separate from the OOD alert
-            message["drift"] = self.drift.update(stream, frame.seq, score, tracker.threshold, frame.t_capture)
+        message = self._result_message(item, scored, i, batch_size, state, t_result, latency)
         if flags:
             message["flags"] = flags
         for event in events:  # audit first: an alert that was published but not logged must not exist
             self._emit(event)
         self.results.send([topic("result", stream), encode(message)])
-        self.metrics.messages_published.labels("result").inc()
-        self.metrics.frames_processed.labels(stream).inc()
-        self.metrics.latency.labels(stream).observe(latency)
-        if not flags:
-            self.metrics.score_ratio.labels(stream).observe(score / tracker.threshold if tracker.threshold > 0 else 0.0)
-        self.metrics.last_result.labels(stream).set(t_result)
-        self.metrics.alert_active.labels(stream).set(1 if state.active else 0)
+        ratio = None if flags else (score / tracker.threshold if tracker.threshold > 0 else 0.0)
+        self.metrics.record_result(stream, latency_s=latency, t_result=t_result, alert_active=state.active,
+                                   score_ratio=ratio, flags=flags)
         self.last_seq[stream] = frame.seq
         self.last_capture[stream] = frame.t_capture
         if self.frames is not None:
             self.frames.offer(stream, frame.seq, frame.t_capture)
+
+    def _result_message(self, item: BatchItem, scored: Any, i: int, batch_size: int, state: Any, t_result: float,
+                        latency: float) -> dict:
+        """The v1 result message of row i (docs/message-schema.md), drift field included when enabled."""
+        stream, frame = item.stream, item.frame
+        threshold = self.trackers[stream].threshold
+        heat = scored.heatmaps[i] if self.config.transport.heatmap and scored.heatmaps is not None else None
+        message = result_message(
+            stream=stream, seq=frame.seq, prev_seq=item.prev_seq, t_capture=frame.t_capture, t_result=t_result,
+            latency_s=latency, batch_size=batch_size, probs=scored.probs[i], class_names=self.class_names,
+            score=float(scored.score[i]), smoothed_score=state.smoothed, threshold=threshold,
+            distance=scored.distance[i], bias_term=scored.bias_term[i], rho=scored.rho[i],
+            alert=state.to_message(), top_neurons=scored.top_neurons[i], deviations=scored.deviations[i],
+            heatmap=heat, frame_size=frame.size, box=frame.box)
+        if self.drift is not None:  # optional v1 field: "input not validated", separate from the OOD alert
+            message["drift"] = self.drift.update(stream, frame.seq, float(scored.score[i]), threshold,
+                                                 frame.t_capture)
+        return message
 
     def _emit(self, event: AlertEvent) -> None:
         record = event.to_record()
@@ -169,18 +166,17 @@ class InferenceLoop:
         self.results.poll_subscriptions()
         for name, ring in self.rings.items():
             header = ring.header
-            state = int(header["state"])
+            state = ring.state
             self.metrics.sync_capture(name, int(header["captured"]), int(header["errors"]),
                                       int(header["reconnects"]), state, float(header["last_capture"]),
                                       ring.write_seq - self.batcher.taken[name],
                                       invalid=int(header["invalid"]), converted=int(header["converted"]),
                                       skipped=int(header["skipped"]))
             drained = ring.write_seq <= self.batcher.taken[name]
-            if state in (_ENDED, _FAILED) and name not in self._closed_streams and drained:
+            if state.done and name not in self._closed_streams and drained:
                 self._closed_streams.add(name)
                 self._close_alert(name, "stream_ended")
-            ring_state = STATE_NAMES[state] if 0 <= state < len(STATE_NAMES) else "failed"
-            change = self.watches[name].observe(ring_state, float(header["last_capture"]), time.time(), drained)
+            change = self.watches[name].observe(state.label, float(header["last_capture"]), time.time(), drained)
             if change is not None:
                 self._stream_changed(name, change)
 
@@ -230,7 +226,7 @@ class InferenceLoop:
         now, stale_after = time.time(), self.config.metrics.stale_after_s
         streams, ok = {}, True
         for name, ring in self.rings.items():
-            state = STATE_NAMES[int(ring.header["state"])]
+            state = ring.state.label
             age = now - float(ring.header["last_capture"]) if ring.write_seq else None
             good = state == "ended" or (state == "running" and age is not None and age < stale_after)
             ok &= good

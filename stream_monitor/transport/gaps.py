@@ -19,6 +19,7 @@ class SequenceGaps:
         self.last_seq: dict[str, int] = {}
         self.gaps = 0
         self.received = 0
+        self.skipped = 0  # frames the monitor itself never scored (seq − prev_seq − 1), over all results
 
     def add(self, result: dict) -> bool:
         """Feed one decoded result; True when results were lost just before it."""
@@ -28,4 +29,6 @@ class SequenceGaps:
         self.received += 1
         lost = previous is not None and result["prev_seq"] != previous
         self.gaps += lost
+        if previous is not None or result["prev_seq"]:  # the first result's prev_seq may predate us
+            self.skipped += max(0, result["seq"] - result["prev_seq"] - 1)
         return lost

@@ -11,7 +11,7 @@ import numpy as np
 import zmq
 
 from stream_monitor.capture.process import CaptureProcess
-from stream_monitor.capture.ring import STATE_NAMES, FrameRing
+from stream_monitor.capture.ring import FrameRing, RingState
 from stream_monitor.config import FileSource, ScopeMaskConfig
 from stream_monitor.service import Flag
 
@@ -40,7 +40,7 @@ def test_frames_are_only_decoded_while_the_last_one_waits_and_every_one_is_count
             most_waiting = max(most_waiting, ring.backlog())
             ring.mark_consumed(ring.write_seq)
         process.join(10)
-        assert process.exitcode == 0 and STATE_NAMES[int(ring.header["state"])] == "ended"
+        assert process.exitcode == 0 and ring.state is RingState.ENDED
         written, skipped = int(ring.header["captured"]), int(ring.header["skipped"])
         assert written + skipped == 40 and skipped > 10 and written >= 2 and most_waiting == 1
         # The frames written are in decode order, later ones after skips: their grey levels increase.

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from stream_monitor.capture import process as capture_process
 from stream_monitor.capture.frames import as_bgr_uint8
 from stream_monitor.capture.process import CaptureProcess
-from stream_monitor.capture.ring import STATE_NAMES, FrameRing
+from stream_monitor.capture.ring import FrameRing, RingState
 from stream_monitor.capture.sources import FrameSource
 from stream_monitor.config import FileSource, ScopeMaskConfig
 from stream_monitor.errors import InputError
@@ -37,7 +37,7 @@ CLIP = SHARED_DATA / "clips" / "ulcer_detection_Endoscopy_0_gastric_ulcer.mp4"
 def endoscopy_frames() -> list[np.ndarray]:
     """The first 60 frames of a real endoscopy clip, (462, 520, 3) BGR uint8."""
     if not CLIP.is_file():
-        pytest.skip(f"{CLIP} not found")
+        pytest.fail(f"{CLIP} not found: the test runs on it")
     capture, frames = cv2.VideoCapture(str(CLIP)), []
     while len(frames) < 60:
         ok, frame = capture.read()
@@ -127,7 +127,7 @@ def test_the_capture_loop_converts_or_skips_each_odd_frame_counts_it_and_goes_on
         thread.join(60)
         assert not thread.is_alive() and not errors, errors
         header = ring.header
-        assert STATE_NAMES[int(header["state"])] == "ended"
+        assert RingState.decode(header["state"]) is RingState.ENDED
         assert (int(header["captured"]), int(header["invalid"]), int(header["converted"])) == (7, 3, 4)
         frames = [ring.read(seq, frame=True) for seq in range(1, 8)]
         assert all(f.frame.dtype == np.uint8 and f.frame.shape[2] == 3 and f.model_rgb.shape == (32, 32, 3)
@@ -197,7 +197,7 @@ def test_a_decoder_error_mid_file_skips_the_frame_instead_of_ending_the_replay(t
         process.join(10)
         assert process.exitcode == 0
         header = ring.header
-        assert STATE_NAMES[int(header["state"])] == "ended"
+        assert RingState.decode(header["state"]) is RingState.ENDED
         assert int(header["captured"]) + int(header["skipped"]) == 56 and int(header["errors"]) == 4
         assert (int(header["skipped"]) > 0) == (mode == "frame_skipping")
     finally:

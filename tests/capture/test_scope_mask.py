@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from stream_monitor.data import list_images, read_image
-from stream_monitor.scope_mask import ScopeMasker, find_scope_box
+from stream_monitor.capture.scope_mask import ScopeMasker, find_scope_box
+from stream_monitor.data.images import list_images, read_image
 
 
 @pytest.fixture(scope="module")

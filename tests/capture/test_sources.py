@@ -11,7 +11,7 @@ import pytest
 import zmq
 
 from stream_monitor.capture.process import CaptureProcess
-from stream_monitor.capture.ring import STATE_NAMES, FrameRing
+from stream_monitor.capture.ring import FrameRing, RingState
 from stream_monitor.capture.sources import SourceError, open_source, opencv_has_gstreamer
 from stream_monitor.config import CameraSource, FileSource, FolderSource, GStreamerSource, RtspSource, ScopeMaskConfig
 from stream_monitor.service import Flag
@@ -97,7 +97,7 @@ def test_capture_process_fills_the_ring_wakes_the_loop_and_ends(tmp_path, video)
         process.join(30)
         assert process.exitcode == 0
         assert [m["q"] for m in messages[:-1]] == list(range(1, 21))
-        assert int(ring.header["captured"]) == 20 and STATE_NAMES[int(ring.header["state"])] == "ended"
+        assert int(ring.header["captured"]) == 20 and ring.state is RingState.ENDED
         last = ring.read(20, frame=True)
         assert last.model_rgb.shape == (16, 16, 3) and last.size == (96, 64) and last.box == (0, 64, 0, 96)
         assert 0 < last.t_capture and float(ring.header["source_fps"]) == pytest.approx(100)

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from stream_monitor.data import make_split, write_split
+from stream_monitor.data.split import make_split, write_split
 from stream_monitor.evaluation.datasets import SHARED_DATA
-from stream_monitor.train import train_classifier
+from stream_monitor.training.train import train_classifier
 
 HYPERKVASIR = SHARED_DATA / "hyperkvasir-lgi"
 ID_CLASSES = ("normal-cecum", "bbps-2-3", "bbps-0-1")
@@ -18,7 +18,7 @@ PER_CLASS = {"normal-cecum": 8, "bbps-2-3": 8, "bbps-0-1": 8, "polyp": 6, "impac
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory) -> Path:
     if not HYPERKVASIR.is_dir():
-        pytest.skip(f"development data not found at {HYPERKVASIR}")
+        pytest.fail(f"development data not found at {HYPERKVASIR}: the test runs on it")
     root = tmp_path_factory.mktemp("hyperkvasir-tiny")
     for class_name, count in PER_CLASS.items():
         (root / class_name).mkdir()

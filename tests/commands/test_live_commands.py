@@ -17,7 +17,7 @@ import cv2
 import pytest
 
 from stream_monitor.cli import main
-from stream_monitor.demo_summary import metric, scrape
+from stream_monitor.demo.summary import metric, scrape
 from stream_monitor.pipeline.audit import read_audit_log
 
 CLI = [sys.executable, "-m", "stream_monitor.cli"]

@@ -59,9 +59,9 @@ def test_eval_reports_every_method_for_every_ood_set(tiny_model, tiny_split, tin
 
 def test_eval_selects_a_default_on_validation_ood_only(tiny_model, tiny_split, tiny_root, tmp_path):
     """The selection sees validation OOD images; test OOD images must not change what it picks."""
-    from stream_monitor.data import load_split
+    from stream_monitor.data.split import load_split
     from stream_monitor.evaluation.datasets import Source, ood_validation_split
-    from stream_monitor.evaluation.run import EvaluationInputs, evaluate_all
+    from stream_monitor.evaluation.dev_benchmark import EvaluationInputs, evaluate_all
 
     model, _ = load_classifier(tiny_model)
     split = load_split(tiny_split)

@@ -16,8 +16,8 @@ RULE_TESTS = DEPLOY / "prometheus" / "tests"
 
 
 def tool(name: str) -> str:
-    """Path of a Debian-installed binary, or skip the test with the way to get it."""
+    """Path of a Debian-installed binary, or fail the test naming the way to get it."""
     path = shutil.which(name)
     if path is None:
-        pytest.skip(f"{name} not installed (Debian package `prometheus`; `scripts/setup.sh --system` installs it)")
+        pytest.fail(f"{name} not installed (Debian package `prometheus`; `scripts/setup.sh --system` installs it)")
     return path

@@ -10,7 +10,7 @@ import yaml
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from stream_monitor.observability import Metrics
-from stream_monitor.observability.drift_metrics import DriftMetrics
+from stream_monitor.observability.metrics import DriftMetrics
 
 from .conftest import DEPLOY
 from .dashboard import DASHBOARDS, PROMETHEUS_SERIES, expressions, metric_names

@@ -53,7 +53,7 @@ def _installed(unit: Path, folder: Path) -> Path:
 def _systemd_analyze() -> str:
     path = shutil.which("systemd-analyze")
     if path is None:
-        pytest.skip("systemd-analyze not installed (Debian package systemd)")
+        pytest.fail("systemd-analyze not installed: Debian package `systemd` (`scripts/setup.sh --system` installs it)")
     return path
 
 

@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _restore_torch_threads() -> Iterator[None]:
-    torch = pytest.importorskip("torch")
+    import torch
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)

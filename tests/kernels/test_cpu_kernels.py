@@ -129,7 +129,7 @@ def test_top_abs_is_the_explanations_stable_order(batch: int) -> None:
 
 
 def test_torch_tensors_come_back_as_torch_tensors_without_copies() -> None:
-    torch = pytest.importorskip("torch")
+    import torch
     samples, centroids = distance_problem(8, 341, 3, np.float32)
     distance, index = kernels.nearest_l1(torch.from_numpy(samples), torch.from_numpy(centroids))
     assert isinstance(distance, torch.Tensor) and distance.dtype == torch.float32 and index.dtype == torch.int64

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stream_monitor.errors import InputError, NotFittedError
-from stream_monitor.metrics import auroc
+from stream_monitor.evaluation.ood_metrics import auroc
 from stream_monitor.nero import NeroConfig, NeroDetector
 
 from .conftest import make_problem

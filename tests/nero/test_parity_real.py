@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from stream_monitor import bundled
-from stream_monitor.data import load_split
+from stream_monitor.data.features import extract_paths
+from stream_monitor.data.split import load_split
 from stream_monitor.evaluation.datasets import DEFAULT_SPLIT
-from stream_monitor.features import extract_paths
 from stream_monitor.models.registry import load_classifier
 from stream_monitor.nero import NeroDetector
 

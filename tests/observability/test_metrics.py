@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from stream_monitor.observability import DROP_REASONS, Metrics, OpsServer, latency_buckets
-from stream_monitor.observability.drift_metrics import DriftMetrics
+from stream_monitor.observability.metrics import DriftMetrics
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 

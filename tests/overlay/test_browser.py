@@ -85,10 +85,11 @@ def test_demo_serves_the_live_overlay_as_mjpeg(served_demo):
     assert snapshot.shape[0] == 480 and _is_overlay(snapshot)
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (/usr/bin/chromium); "
-                    "CI installs it with scripts/setup.sh --system")
 def test_the_page_shows_the_overlay_in_headless_chromium(served_demo, tmp_path):
     """A real browser loads the page (HTML + multipart MJPEG) and its screenshot shows the overlay."""
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed (/usr/bin/chromium): `scripts/setup.sh --system` "
+                    "installs it (as root), or `apt-get install chromium`")
     url, _, _ = served_demo
     shot = tmp_path / "page.png"
     result = subprocess.run([str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",

@@ -12,7 +12,7 @@ import pytest
 import zmq
 
 from stream_monitor.capture.process import encode_wakeup
-from stream_monitor.capture.ring import STATE_NAMES, FrameRing
+from stream_monitor.capture.ring import FrameRing, RingState
 from stream_monitor.pipeline.batcher import Batcher
 
 
@@ -21,7 +21,7 @@ def rings():
     made = {}
     for name in ("a", "b"):
         ring = FrameRing.create(f"sm-test-{uuid.uuid4().hex[:8]}", 8, (16, 16), 4)
-        ring.header["state"] = STATE_NAMES.index("running")
+        ring.state = RingState.RUNNING
         made[name] = ring
     yield made
     for ring in made.values():
@@ -66,7 +66,7 @@ def test_takes_the_newest_frame_of_each_stream_and_counts_the_older_ones(rings, 
     assert drops[("a", "ring", "superseded")] == 2 and drops[("b", "ring", "superseded")] == 0
     assert rings["a"].backlog() == 0  # marked consumed for lossless writers
     _write(rings["a"], 1)
-    rings["b"].header["state"] = STATE_NAMES.index("ended")  # only a is still expected
+    rings["b"].state = RingState.ENDED  # only a is still expected
     assert [(i.frame.seq, i.prev_seq) for i in batcher.next_batch(1.0)] == [(4, 3)]
 
 
@@ -110,7 +110,7 @@ def test_exhausted_once_every_source_ended_and_everything_was_taken(rings, wakeu
     batcher = _batcher(rings, pull)
     _write(rings["a"], 1)
     for ring in rings.values():
-        ring.header["state"] = STATE_NAMES.index("ended")
+        ring.state = RingState.ENDED
     push.send(encode_wakeup("a", 1, ended=True))
     assert not batcher.exhausted
     assert len(batcher.next_batch(1.0)) == 1

@@ -2,7 +2,7 @@
 
 The test clip is short (4.8 s: ID → OOD → ID), so the drift monitor is told to decide on every frame
 (`sample_interval_s: 0.1` at 10 fps) — what is checked is the plumbing and the order of events, not the
-default time scale, which tests/drift and docs/results/domain-shift measure.
+default time scale, which tests/site and docs/results/domain-shift measure.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import urllib.request
 
 from stream_monitor.config import MonitorConfig
-from stream_monitor.demo_summary import RunRecord, metric, scrape
+from stream_monitor.demo.summary import RunRecord, metric, scrape
 from stream_monitor.pipeline.audit import read_audit_log
 from stream_monitor.pipeline.supervisor import Monitor
 from stream_monitor.transport.collector import ResultCollector

@@ -11,7 +11,7 @@ import urllib.request
 import numpy as np
 
 from stream_monitor.config import MonitorConfig
-from stream_monitor.demo_summary import metric, scrape
+from stream_monitor.demo.summary import metric, scrape
 from stream_monitor.overlay import OverlayViewer
 from stream_monitor.overlay.sinks import Sink
 from stream_monitor.pipeline.audit import read_audit_log

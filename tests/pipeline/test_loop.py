@@ -12,7 +12,7 @@ import pytest
 import zmq
 from prometheus_client import CollectorRegistry
 
-from stream_monitor.capture.ring import STATE_NAMES, FrameRing
+from stream_monitor.capture.ring import FrameRing, RingState
 from stream_monitor.config_yaml import load_config, parse_config
 from stream_monitor.errors import InputError
 from stream_monitor.observability import Metrics
@@ -61,7 +61,7 @@ class StubScorer:
 @pytest.fixture
 def rig(tmp_path):
     ring = FrameRing.create(f"sm-test-{uuid.uuid4().hex[:8]}", 64, (16, 16), 4)
-    ring.header["state"] = STATE_NAMES.index("running")
+    ring.state = RingState.RUNNING
     config_path = tmp_path / "monitor.yaml"
     config_path.write_text(CONFIG.format(threshold=1.0))
     config = load_config(config_path)
@@ -100,7 +100,7 @@ def test_results_alerts_audit_and_metrics_for_known_scores(rig):
     for score in (0.5, 2.0, 2.0, 0.0, 0.0):
         _frame(rig.ring, score)
         assert rig.loop.step(1.0) == 1
-    rig.ring.header["state"] = STATE_NAMES.index("ended")
+    rig.ring.state = RingState.ENDED
     rig.loop.housekeeping()
     messages = _messages(rig.sub)
     results = [m for m in messages if m["type"] == "result"]
@@ -196,11 +196,11 @@ def test_a_stream_whose_capture_failed_and_was_restarted_still_has_its_alert_clo
     """Regression story: a capture process that failed marked its stream closed for good, so after the
     supervisor restarted it, an alert opened later was never ended at shutdown — an alert_start without
     an alert_end in the audit log."""
-    rig.ring.header["state"] = STATE_NAMES.index("running")
+    rig.ring.state = RingState.RUNNING
     rig.loop.housekeeping()
-    rig.ring.header["state"] = STATE_NAMES.index("failed")
+    rig.ring.state = RingState.FAILED
     rig.loop.housekeeping()
-    rig.ring.header["state"] = STATE_NAMES.index("running")  # the supervisor restarted it
+    rig.ring.state = RingState.RUNNING  # the supervisor restarted it
     for score in (2.0, 2.0):
         _frame(rig.ring, score)
         rig.loop.step(1.0)

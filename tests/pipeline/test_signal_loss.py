@@ -27,9 +27,9 @@ from stream_monitor.pipeline.audit import AuditLog, read_audit_log
 from stream_monitor.pipeline.batcher import Batcher
 from stream_monitor.pipeline.loop import InferenceLoop
 from stream_monitor.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from stream_monitor.service import Flag
 from stream_monitor.transport.schema import decode
 from stream_monitor.transport.sockets import Publisher, drain, make_subscriber
-from stream_monitor.service import Flag
 
 OOD, ID = 200, 0  # grey levels of the camera's frames; the scorer below gives score = level / 100
 BACKOFF_S = (0.1, 0.2, 0.4)
@@ -186,7 +186,7 @@ def test_a_camera_that_is_not_there_keeps_the_monitor_up_reconnecting_and_unread
     import urllib.error
     import urllib.request
 
-    from stream_monitor.demo_summary import metric, scrape
+    from stream_monitor.demo.summary import metric, scrape
     from stream_monitor.pipeline.supervisor import Monitor
     from stream_monitor.transport.collector import ResultCollector
 

@@ -22,7 +22,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_monitor.demo_summary import RunRecord
+from stream_monitor.demo.summary import RunRecord
 from stream_monitor.overlay import OverlayViewer, render_overlay
 from stream_monitor.overlay.sinks import Sink
 from stream_monitor.transport.collector import ResultCollector

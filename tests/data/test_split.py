@@ -12,25 +12,29 @@ import cv2
 import numpy as np
 import pytest
 
-from stream_monitor.data import (
-    iter_frames,
-    list_images,
-    load_split,
-    make_split,
-    read_image,
-    resplit,
-    split_to_dict,
-    write_split,
-)
+from stream_monitor.data.images import iter_frames, list_images, read_image
+from stream_monitor.data.split import load_split, make_split, resplit, split_to_dict, write_split
 from stream_monitor.errors import InputError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPLIT_FILE = REPO / "configs" / "splits" / "hyperkvasir-lgi.json"
 DATA_ROOT = REPO.parent / "shared" / "data" / "hyperkvasir-lgi"
 CLIP = REPO.parent / "shared" / "data" / "clips" / "ulcer_detection_Endoscopy_0_gastric_ulcer.mp4"
 ID_CLASSES = ("normal-cecum", "bbps-2-3", "bbps-0-1")
 OOD_CLASSES = ("polyp", "ulcerative-colitis", "impacted-stool")
-needs_data = pytest.mark.skipif(not DATA_ROOT.is_dir(), reason=f"real data not present at {DATA_ROOT}")
+
+
+def _require(path: Path) -> None:
+    if not path.exists():
+        pytest.fail(f"real data not present at {path}: this test reads it")
+
+
+@pytest.fixture
+def real_data() -> None:
+    _require(DATA_ROOT)
+
+
+needs_data = pytest.mark.usefixtures("real_data")
 
 
 def _write_images(root: Path, counts: dict[str, int]) -> None:
@@ -147,8 +151,8 @@ def test_video_source_round_trip_with_stride(tmp_path: Path) -> None:
     assert records[1].image.shape == (24, 32, 3) and abs(int(records[1].image.mean()) - 90) <= 3
 
 
-@pytest.mark.skipif(not CLIP.is_file(), reason=f"real clip not present at {CLIP}")
 def test_real_mp4_clip_yields_bgr_frames() -> None:
+    _require(CLIP)
     records = list(itertools.islice(iter_frames(CLIP, stride=5), 3))
     assert [r.index for r in records] == [0, 5, 10]
     assert records[0].image.shape == (462, 520, 3) and records[0].image.dtype == np.uint8

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from .demo_clip import ClipInfo
+from .clip import ClipInfo
 
 __all__ = ["RunRecord", "alert_timing", "latency_summary", "scrape"]
 

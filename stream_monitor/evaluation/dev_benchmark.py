@@ -16,8 +16,8 @@ import torch
 
 from .. import __version__
 from ..baselines import odin_score
-from ..data import Split
-from ..features import Extracted, extract, extract_paths, model_fingerprint
+from ..data.features import Extracted, extract, extract_paths, model_fingerprint
+from ..data.split import Split
 from ..models.base import ClassifierAdapter
 from ..nero import NeroDetector
 from ..preprocess import preprocess_batch

@@ -10,15 +10,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from stream_monitor.data import Split, load_split
+from stream_monitor.data.split import Split, load_split
 from stream_monitor.errors import WeightsUnavailableError
 from stream_monitor.models import load_classifier, sha256_file
-from stream_monitor.train import add_train_arguments, paper_augmentation, train_classifier
+from stream_monitor.training.train import add_train_arguments, paper_augmentation, train_classifier
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPLIT_FILE = REPO / "configs" / "splits" / "hyperkvasir-lgi.json"
 DATA_ROOT = REPO.parent / "shared" / "data" / "hyperkvasir-lgi"
-pytestmark = pytest.mark.skipif(not DATA_ROOT.is_dir(), reason=f"real data not present at {DATA_ROOT}")
+
+
+@pytest.fixture(autouse=True)
+def _real_data() -> None:
+    if not DATA_ROOT.is_dir():
+        pytest.fail(f"real data not present at {DATA_ROOT}: these tests train on it")
 
 
 def _tiny(split: Split, per_class: dict[str, int]) -> Split:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..demo_drift import drift_lines
+from .drift_report import drift_lines
 
 
 def _ms(value: float | None) -> str:

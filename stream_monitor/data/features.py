@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import read_image
-from .models.base import ClassifierAdapter
-from .preprocess import INPUT_SIZE, preprocess_batch
+from ..models.base import ClassifierAdapter
+from ..preprocess import INPUT_SIZE, preprocess_batch
+from .images import read_image
 
 CACHE_VERSION = 1
 

@@ -30,11 +30,12 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 import stream_monitor
-from stream_monitor.data import Split, load_split, read_image, resplit
-from stream_monitor.errors import InputError
-from stream_monitor.models import ClassifierAdapter, create_model, list_models, load_checkpoint, sha256_file
-from stream_monitor.preprocess import (IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE, normalize_uint8_tensor,
-                                       to_model_rgb)
+
+from ..data.images import read_image
+from ..data.split import Split, load_split, resplit
+from ..errors import InputError
+from ..models import ClassifierAdapter, create_model, list_models, load_checkpoint, sha256_file
+from ..preprocess import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE, normalize_uint8_tensor, to_model_rgb
 
 __all__ = ["TrainResult", "add_train_arguments", "evaluate_accuracy", "load_subset", "paper_augmentation",
            "run_train", "train_classifier"]

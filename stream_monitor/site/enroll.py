@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
-from .nero import NeroDetector
-from .nero import functional as F
+from ..errors import InputError
+from ..nero import NeroDetector
+from ..nero import functional as F
 
 __all__ = ["PROCEDURES", "EnrollOptions", "enroll_detector", "holdout_mask"]
 
@@ -36,9 +36,10 @@ PROCEDURES = ("threshold", "extend", "recenter")
 
 @dataclass(frozen=True)
 class EnrollOptions:
-    """procedure (one of PROCEDURES); extend: site directions and centroids added; recenter: α."""
+    """procedure (one of PROCEDURES; the default is the one `stream-monitor enroll` uses, see its --help
+    for how it was chosen); extend: site directions and centroids added; recenter: α."""
 
-    procedure: str = "extend"
+    procedure: str = "threshold"
     site_components: int = 10
     site_clusters: int = 4
     alpha: float = 1.0

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 from stream_monitor import bundled
-from stream_monitor.data import list_images, load_split, read_image
-from stream_monitor.drift import DriftMonitor, design
+from stream_monitor.data.features import extract
+from stream_monitor.data.images import list_images, read_image
+from stream_monitor.data.split import load_split
 from stream_monitor.evaluation.datasets import DEFAULT_SPLIT, SHARED_DATA
-from stream_monitor.features import extract
 from stream_monitor.models.registry import load_classifier
 from stream_monitor.nero import NeroDetector
+from stream_monitor.site.drift import DriftMonitor, design
 
 POLYPGEN = SHARED_DATA / "sequences" / "polypgen-negative"
 
@@ -20,7 +21,7 @@ POLYPGEN = SHARED_DATA / "sequences" / "polypgen-negative"
 @pytest.fixture(scope="module")
 def over_threshold():
     if not POLYPGEN.is_dir():
-        pytest.skip(f"development data not found at {POLYPGEN}")
+        pytest.fail(f"development data not found at {POLYPGEN}: the test runs on it")
     model, _ = load_classifier(bundled.MODEL)
     det = NeroDetector.load(bundled.DETECTOR)
     split = load_split(DEFAULT_SPLIT)

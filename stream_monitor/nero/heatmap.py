@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .nero import Explanation  # noqa: E402
+from . import Explanation  # noqa: E402
 
 
 def deviation_heatmap(feature_map: np.ndarray, neurons: np.ndarray, deviations: np.ndarray) -> np.ndarray:

@@ -11,12 +11,13 @@ import pytest
 
 from stream_monitor import bundled
 from stream_monitor.cli import main
-from stream_monitor.data import list_images, read_image
-from stream_monitor.enroll import holdout_mask
+from stream_monitor.data.features import extract
+from stream_monitor.data.images import list_images, read_image
 from stream_monitor.evaluation.datasets import SHARED_DATA
-from stream_monitor.features import extract
 from stream_monitor.models.registry import load_classifier, sha256_file
 from stream_monitor.nero import NeroDetector
+from stream_monitor.nero import functional as F
+from stream_monitor.site.enroll import EnrollOptions, holdout_mask
 
 SEQUENCES = SHARED_DATA / "sequences" / "polypgen-negative"
 USED = ("seq03_neg", "seq05_neg", "seq13_neg")  # 23 + 39 + 13 frames; seq05 (the middle one) is held back
@@ -25,7 +26,7 @@ USED = ("seq03_neg", "seq05_neg", "seq13_neg")  # 23 + 39 + 13 frames; seq05 (th
 @pytest.fixture(scope="module")
 def site_folder(tmp_path_factory):
     if not SEQUENCES.is_dir():
-        pytest.skip(f"development data not found at {SEQUENCES}")
+        pytest.fail(f"development data not found at {SEQUENCES}: the test runs on it")
     root = tmp_path_factory.mktemp("site")
     for name in USED:
         (root / name).mkdir()
@@ -42,7 +43,7 @@ def model_and_features(site_folder):
     return model, feats
 
 
-@pytest.mark.parametrize("procedure", ["threshold", "extend"])
+@pytest.mark.parametrize("procedure", ["threshold", "extend", "recenter"])
 def test_enroll_writes_a_loadable_site_detector_that_stops_flagging_the_sites_normal_footage(
         procedure, site_folder, model_and_features, tmp_path, capsys):
     out = tmp_path / "site.npz"
@@ -64,9 +65,29 @@ def test_enroll_writes_a_loadable_site_detector_that_stops_flagging_the_sites_no
         # The site's own directions were added: its fit frames lie closer to the extended subspace.
         assert site.fitted_arrays()["pca_components"].shape[0] > original.fitted_arrays()["pca_components"].shape[0]
         assert np.median(site.score(fitted)) < np.median(original.score(fitted))
+    elif procedure == "recenter":
+        # The relevance space's centre moved by α (1 by default) × (site mean − train mean), nothing else.
+        before, after = original.fitted_arrays(), site.fitted_arrays()
+        relevance = F.head_relevance(fitted.astype(np.float64), before["weight"], before["bias"],
+                                     original.config.stabilizer, original.config.epsilon).neurons
+        counts = np.asarray(original.fit_info["train_class_counts"], np.float64)
+        id_mean = (counts[:, None] * before["raw_class_means"][:, :-1]).sum(0) / counts.sum()
+        np.testing.assert_allclose(after["pca_mean"] - before["pca_mean"], relevance.mean(0) - id_mean, atol=1e-9)
+        np.testing.assert_array_equal(after["centroids"], before["centroids"])
+        assert np.median(site.score(fitted)) < np.median(original.score(fitted))
     else:
         np.testing.assert_array_equal(site.score(fitted), original.score(fitted))
         assert site.threshold > original.threshold
+
+
+def test_the_library_and_the_cli_enroll_with_the_same_default_procedure():
+    import argparse
+
+    from stream_monitor.commands import enroll as enroll_command
+
+    parser = argparse.ArgumentParser()
+    enroll_command.add_arguments(parser)
+    assert parser.get_default("procedure") == EnrollOptions().procedure == "threshold"
 
 
 def test_holdout_blocks_are_contiguous_and_spread_over_the_recording():
@@ -79,7 +100,7 @@ def test_holdout_blocks_are_contiguous_and_spread_over_the_recording():
 def test_enroll_reads_a_video_one_frame_per_interval_and_holds_back_blocks(tmp_path, capsys):
     clip = SHARED_DATA / "clips" / "ulcer_detection_Endoscopy_0_gastric_ulcer.mp4"
     if not clip.is_file():
-        pytest.skip(f"development data not found at {clip}")
+        pytest.fail(f"development data not found at {clip}: the test runs on it")
     out = tmp_path / "video_site.npz"
     # About 13 s at 30 fps, every 3rd frame (0.1 s) kept; plumbing only (this clip is not normal colon).
     assert main(["enroll", "--source", str(clip), "--every-s", "0.1", "--out", str(out)]) == 0

@@ -3,8 +3,8 @@ clip's ID / OOD segments, and whether /metrics counted the same raises as the su
 
 from __future__ import annotations
 
-from .demo_clip import ClipInfo
-from .demo_summary import metric
+from .clip import ClipInfo
+from .summary import metric
 
 __all__ = ["drift_lines", "drift_summary"]
 

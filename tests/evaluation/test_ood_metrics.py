@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from stream_monitor import metrics as M
 from stream_monitor.errors import InputError
+from stream_monitor.evaluation import ood_metrics as M
 
 
 def cases():

@@ -1,4 +1,4 @@
-"""Image data: reading, the fixed-seed stratified ID split (NERO.md §9) and evaluation frame sources.
+"""The fixed-seed stratified ID split (NERO.md §9): make, write, load and re-draw it.
 
 A split file is JSON with every image path RELATIVE to the data root, and the data root itself relative
 to the split file's folder (`data_root`), so the data stays outside the repository and the file works in
@@ -9,24 +9,20 @@ classes are visited in ID order and one `numpy.random.Generator(seed)` draws eve
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
-import cv2
 import numpy as np
 
-from stream_monitor.errors import InputError
+from ..errors import InputError
+from .images import list_images
 
-__all__ = ["IMAGE_EXTENSIONS", "SPLIT_FORMAT", "FrameRecord", "Split", "SplitItem", "iter_frames",
-           "list_images", "load_split", "make_split", "read_image", "read_manifest", "resplit",
+__all__ = ["SPLIT_FORMAT", "Split", "SplitItem", "load_split", "make_split", "read_manifest", "resplit",
            "split_to_dict", "write_split"]
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 SPLIT_FORMAT = "stream-monitor/split/v1"
 SUBSETS = ("train", "val", "test")
 
@@ -59,43 +55,6 @@ class Split:
     def labels(self, subset: str) -> np.ndarray:
         """(N,) int64 class indices of one subset (-1 for OOD)."""
         return np.array([item.label for item in self.subsets[subset]], dtype=np.int64)
-
-
-class FrameRecord(NamedTuple):
-    """One evaluation frame: where it came from, its index in the source, BGR uint8 pixels (H, W, 3)."""
-
-    name: str
-    index: int
-    image: np.ndarray
-
-
-def read_image(path: str | Path, expected_sha1: str | None = None) -> np.ndarray:
-    """Decode an image file with OpenCV into (H, W, 3) BGR uint8.
-
-    Raises:
-        InputError: missing or undecodable file, or sha1 mismatch; the message names the file.
-    """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read image {path}: {exc.strerror}") from exc
-    if expected_sha1 is not None and hashlib.sha1(data).hexdigest() != expected_sha1:
-        raise InputError(f"image {path} does not match the sha1 recorded in the split file")
-    # imdecode from bytes (not imread) so that non-ASCII paths work on every platform.
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise InputError(f"cannot decode image {path}: not an image format OpenCV reads, or corrupt")
-    return image
-
-
-def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
-    """Image files (by extension, case-insensitive) in `folder`, sorted by their relative path."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"image folder {folder} does not exist")
-    pattern = "**/*" if recursive else "*"
-    files = [p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-    return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
 
 
 def read_manifest(root: str | Path) -> dict[str, str]:
@@ -223,47 +182,3 @@ def load_split(path: str | Path, data_root: str | Path | None = None) -> Split:
 def resplit(split: Split, seed: int) -> Split:
     """The same classes and fractions split again with another seed (for mean ± std over seeds)."""
     return make_split(split.root, split.id_classes, seed, split.fractions, split.ood_classes)
-
-
-def _iter_video(path: Path, stride: int) -> Iterator[FrameRecord]:
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise InputError(f"cannot open video {path} with OpenCV")
-    try:
-        index = 0
-        while True:
-            # grab() skips decoding of the frames the stride drops; retrieve() decodes the kept ones.
-            if not capture.grab():
-                return
-            if index % stride == 0:
-                ok, frame = capture.retrieve()
-                if not ok:
-                    raise InputError(f"cannot decode frame {index} of video {path}")
-                yield FrameRecord(path.name, index, frame)
-            index += 1
-    finally:
-        capture.release()
-
-
-def iter_frames(source: str | Path, stride: int = 1) -> Iterator[FrameRecord]:
-    """Frames of an evaluation set: a folder of images (recursive, sorted) or a video file.
-
-    Args:
-        source: folder or video path (anything `cv2.VideoCapture` opens).
-        stride: keep every `stride`-th frame / image (≥ 1).
-
-    Yields:
-        FrameRecord(name, index, image (H, W, 3) BGR uint8); for folders the name is the file's path
-        relative to the folder, for videos the file name, and the index counts all frames of the source.
-    """
-    if stride < 1:
-        raise InputError(f"stride must be >= 1, got {stride}")
-    source = Path(source)
-    if source.is_dir():
-        files = list_images(source, recursive=True)
-        for index in range(0, len(files), stride):
-            yield FrameRecord(files[index].relative_to(source).as_posix(), index, read_image(files[index]))
-    elif source.is_file():
-        yield from _iter_video(source, stride)
-    else:
-        raise InputError(f"evaluation source {source} is neither a folder nor a file")

@@ -19,9 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .data import iter_frames, list_images, load_split, read_image
-from .errors import InputError
-from .evaluation.datasets import DEFAULT_SPLIT, SHARED_DATA
+from ..data.images import iter_frames, list_images, read_image
+from ..data.split import load_split
+from ..errors import InputError
+from ..evaluation.datasets import DEFAULT_SPLIT, SHARED_DATA
 
 __all__ = ["ClipInfo", "OOD_SOURCES", "Segment", "assemble_demo_clip"]
 

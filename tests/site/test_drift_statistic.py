@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_monitor.drift import DriftMonitor, arl0, design, run_length
+from stream_monitor.site.drift import DriftMonitor, arl0, design, run_length
 
 
 def _run_lengths(p: float, d, n_streams: int, rng: np.random.Generator, cap: int = 100_000) -> np.ndarray:

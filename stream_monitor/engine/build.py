@@ -1,0 +1,23 @@
+"""The one place that picks a scorer for a `model.backend` value (see contract.py)."""
+
+from __future__ import annotations
+
+from ..models.base import ClassifierAdapter
+from ..nero import NeroDetector
+from .backends import EngineOptions
+from .contract import REFERENCE_BACKEND, FrameScorer
+from .fast import create_scorer
+from .scorer import Scorer
+
+__all__ = ["build_scorer"]
+
+
+def build_scorer(model: ClassifierAdapter, detector: NeroDetector, *, backend: str = "auto",
+                 precision: str = "fp32", threads: int | None = None, top_n: int = 5,
+                 heatmaps: bool = True) -> FrameScorer:
+    """The scorer for a `model.backend` value: the reference `Scorer` for "torch-cpu-reference", else the
+    fast engine on the named (or, for "auto", the best available) back-end."""
+    if backend == REFERENCE_BACKEND:
+        return Scorer(model, detector, top_n=top_n, heatmaps=heatmaps)
+    return create_scorer(model, detector, backend, top_n=top_n, heatmaps=heatmaps,
+                         options=EngineOptions(precision=precision, threads=threads))

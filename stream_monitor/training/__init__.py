@@ -1,0 +1,1 @@
+"""Training a classifier with the NERO paper's recipe (`train`)."""
