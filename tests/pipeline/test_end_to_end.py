@@ -49,10 +49,12 @@ def _run(config: MonitorConfig, timeout_s: float = 120) -> tuple[RunRecord, str,
 
 
 def test_alert_fires_on_the_ood_segment_and_not_on_id(tmp_path, live_model, e2e_clip):
-    """Regression story: the monitor's whole point. A real ID → OOD → ID clip replayed at its frame rate;
+    """The plumbing, end to end: frames picked to be clearly apart (e2e_clip) with a threshold between them
+    and a short 3-of-5 hysteresis, so that every assertion is about the pipeline, not the detector:
     exactly one alert, starting inside the OOD segment and ending after it; every frame accounted for in
     /metrics; the audit log has the alert's start and end between the session's start and end; the
-    overlay process wrote an annotated MP4; every process exited 0 and the ring was unlinked (no_leaks)."""
+    overlay process wrote an annotated MP4; every process exited 0 and the ring was unlinked (no_leaks).
+    The shipped detector, threshold and defaults on unpicked footage: test_shipped_defaults_end_to_end.py."""
     config = _config(tmp_path, live_model, {"kind": "file", "path": str(e2e_clip.path)},
                      alerts={"threshold": e2e_clip.threshold, "enter_n": 3, "enter_m": 5, "clear_after_s": 0.5},
                      overlay={"frames": "ring", "mp4": str(tmp_path / "overlay.mp4"), "mp4_fps": 10})
