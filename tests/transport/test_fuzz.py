@@ -155,7 +155,7 @@ def test_a_running_viewer_and_collector_survive_fuzzed_traffic_and_count_it(tmp_
             frames.send([topic("frame", "endo"), encode(frame_header("endo", sentinel, 100.0, 320, 240)), jpeg.tobytes()])
             results.send([topic("result", "endo"), encode(_result(sentinel, sentinel - 1))])
             deadline = time.monotonic() + 10
-            while viewer._last_seq != sentinel or not viewer.render_ready():
+            while viewer._gaps.last_seq.get("endo") != sentinel or not viewer.render_ready():
                 assert time.monotonic() < deadline, "the viewer stopped taking messages"
                 viewer._receive(50)
             assert viewer.stats.invalid_messages - invalid_before >= bad  # + refused frame messages, if any
