@@ -143,8 +143,8 @@ def _seed_everything(seed: int) -> torch.Generator:
 
 
 def _build_model(arch: str, num_classes: int, pretrained: bool, init_checkpoint: str | Path | None,
-                 trust_pickle: bool) -> ClassifierAdapter:
-    model = create_model(arch, num_classes, pretrained=pretrained and init_checkpoint is None)
+                 trust_pickle: bool, head: str | None = None) -> ClassifierAdapter:
+    model = create_model(arch, num_classes, pretrained=pretrained and init_checkpoint is None, head=head)
     if init_checkpoint is not None:
         load_checkpoint(model, init_checkpoint, trust_pickle=trust_pickle, skip_head=True)
     return model
@@ -155,7 +155,7 @@ def train_classifier(split: Split | str | Path, out: str | Path, *, arch: str = 
                      split_seed: int | None = None, data_root: str | Path | None = None,
                      pretrained: bool = True, init_checkpoint: str | Path | None = None,
                      trust_pickle: bool = False, num_threads: int | None = 2,
-                     progress: bool = True) -> TrainResult:
+                     progress: bool = True, head: str | None = None) -> TrainResult:
     """Train `arch` on the split's ID train set; keep the best epoch by ID validation accuracy.
 
     Args:
@@ -165,6 +165,7 @@ def train_classifier(split: Split | str | Path, out: str | Path, *, arch: str = 
         pretrained: start from the ImageNet weights that ship locally (efficientnet_lite0 only).
         init_checkpoint: start the backbone from this checkpoint instead (head kept new).
         num_threads: torch CPU threads while training (None leaves it; restored afterwards).
+        head: torchvision architectures only — dotted name of the final nn.Linear (None: found, verified).
 
     Returns:
         TrainResult; the checkpoint is rewritten at each new best epoch, the sidecar after every epoch.
@@ -179,7 +180,7 @@ def train_classifier(split: Split | str | Path, out: str | Path, *, arch: str = 
         split, split_file = _resolve_split(split, data_root, split_seed)
         generator = _seed_everything(seed)
         # The model first: a missing weights file should fail before a minute of decoding.
-        model = _build_model(arch, len(split.id_classes), pretrained, init_checkpoint, trust_pickle)
+        model = _build_model(arch, len(split.id_classes), pretrained, init_checkpoint, trust_pickle, head)
         train = load_subset(split, "train", progress)
         val = load_subset(split, "val", progress)
         record = {
@@ -277,6 +278,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="efficientnet_lite0 (default; its ImageNet weights ship), resnet18, deit_small_patch16_224, "
                         "timm:NAME (any timm model) or torchvision:NAME; all but the default need --no-pretrained or "
                         "--init-checkpoint (nothing is downloaded)")
+    parser.add_argument("--head", help="torchvision:NAME only: dotted name of the final nn.Linear (default: found "
+                        "and verified), recorded in the sidecar")
     parser.add_argument("--out", required=True, help="output weights path (.pt); sidecar: same name .json")
     parser.add_argument("--epochs", type=int, default=20, help="training epochs (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per step (default: %(default)s)")
@@ -309,7 +312,7 @@ def run_train(args: argparse.Namespace) -> int:
         split, args.out, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, split_seed=split_seed, data_root=None if own else args.data_root,
         pretrained=not args.no_pretrained, init_checkpoint=args.init_checkpoint,
-        trust_pickle=args.trust_pickle, num_threads=args.threads, progress=not args.no_progress)
+        trust_pickle=args.trust_pickle, num_threads=args.threads, progress=not args.no_progress, head=args.head)
     accuracies = " ".join(f"{a:.4f}" for a in result.val_accuracy)
     print(f"val accuracy per epoch: {accuracies}\nbest epoch {result.best_epoch} "
           f"({result.best_val_accuracy:.4f}), {result.seconds:.0f} s → {result.weights_path}")

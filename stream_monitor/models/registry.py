@@ -76,6 +76,9 @@ def create_model(arch: str, num_classes: int, pretrained: bool = True, head: str
                          f"timm:NAME or torchvision:NAME")
     if num_classes < 1:
         raise InputError(f"num_classes must be >= 1, got {num_classes}")
+    if head is not None and not arch.startswith(_TORCHVISION):
+        raise InputError(f"--head names the final nn.Linear of torchvision:NAME and module models; {arch} finds "
+                         f"its own head (timm: get_classifier())")
     if pretrained and arch not in _LOCAL_IMAGENET:
         raise WeightsUnavailableError(
             f"no ImageNet weights ship for {arch!r} and nothing is downloaded at run time; create it "

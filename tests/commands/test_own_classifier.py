@@ -136,3 +136,14 @@ def _retrained_copy(model: Path, out: Path) -> Path:
     sidecar = json.loads(model.with_suffix(".json").read_text())
     out.with_suffix(".json").write_text(json.dumps({**sidecar, "weights_sha256": sha256_file(out)}))
     return out
+
+
+def test_train_records_a_torchvision_head_and_reloads_from_the_sidecar(own_data, tmp_path) -> None:
+    out = tmp_path / "mnv3.pt"
+    assert main(["train", "--arch", "torchvision:mobilenet_v3_small", "--head", "classifier.3", "--no-pretrained",
+                 "--id-dir", str(own_data["train"]), "--split-seed", "3", "--epochs", "1", "--batch-size", "6",
+                 "--threads", "1", "--no-progress", "--out", str(out)]) == 0
+    model, meta = load_classifier(out)
+    assert (meta["arch"], meta["head"], model.head_name) == ("torchvision:mobilenet_v3_small", "classifier.3",
+                                                             "classifier.3")
+    assert json.loads(out.with_suffix(".split.json").read_text())["seed"] == 3

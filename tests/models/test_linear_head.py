@@ -129,6 +129,8 @@ def test_torchvision_without_linear_head_is_refused() -> None:
         create_model("torchvision:squeezenet1_0", NUM_CLASSES, pretrained=False)
     with pytest.raises(InputError, match="no model 'resnet5'.*resnet50"):
         create_model("torchvision:resnet5", NUM_CLASSES, pretrained=False)
+    with pytest.raises(InputError, match="timm: get_classifier"):
+        create_model("timm:resnet10t", NUM_CLASSES, pretrained=False, head="fc")
 
 
 def _export(net: nn.Module, path, dynamic: bool = True) -> None:
