@@ -169,6 +169,14 @@ class ModelConfig(_Strict):
 
     checkpoint: Path | None = None
     detector: Path | None = None
+    arch: str | None = Field(None, description="architecture of a checkpoint without a stream-monitor .json sidecar: "
+                             "resnet18, deit_small_patch16_224, efficientnet_lite0, timm:NAME, torchvision:NAME or "
+                             "module (a whole pickled nn.Module: needs trust_pickle); null = read the sidecar. "
+                             ".pt2 files (torch.export) need none")
+    num_classes: int | None = Field(None, ge=1, description="classes of the head, with arch (not for module)")
+    head: str | None = Field(None, description="dotted name of the final nn.Linear (torchvision: and module; "
+                             "null = the last nn.Linear, verified)")
+    trust_pickle: bool = Field(False, description="allow a whole-model pickle checkpoint (it runs code when loaded)")
     backend: Literal["auto", "tensorrt", "torch-cuda", "openvino", "torch-cpu", "torch-cpu-reference"] = Field(
         "auto", description="engine back-end: auto, tensorrt, torch-cuda, openvino, torch-cpu "
                          "or torch-cpu-reference (the unfused NumPy-detector path)")

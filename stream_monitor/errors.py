@@ -29,3 +29,9 @@ class CheckpointError(StreamMonitorError, ValueError):
 class WeightsUnavailableError(CheckpointError):
     """Pretrained weights were asked for but none ship with the package for that architecture;
     nothing is downloaded at run time, so the caller must pass a checkpoint file instead."""
+
+
+class UnsupportedModelError(InputError):
+    """A classifier does not fit NERO's contract (a linear head over a pooled (B, D) feature): the named
+    layer is missing or not an `nn.Linear`, something runs after it, or its input is not pooled. The
+    message says what to pass or change instead."""

@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="serve the live overlay as MJPEG (default 127.0.0.1:8090); keeps running until Ctrl-C")
     parser.add_argument("--model", type=Path, default=None, help="classifier checkpoint (default: bundled)")
     parser.add_argument("--detector", type=Path, default=None, help="NERO artifact (default: bundled)")
+    parser.add_argument("--arch", help="architecture of a --model without a .json sidecar (as for fit: timm:NAME, "
+                        "torchvision:NAME, module, ...); config model.arch")
+    parser.add_argument("--num-classes", type=int, help="classes of the --arch checkpoint's head")
+    parser.add_argument("--head", help="dotted name of the model's final nn.Linear (torchvision: and module)")
+    parser.add_argument("--trust-pickle", action="store_true", help="allow a whole-model pickle --model (runs code)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: on a 2-core machine capture and overlay need the other core)")
     parser.add_argument("--ood", choices=sorted(OOD_SOURCES), default="cvc-clinicdb", help="OOD segment of the clip")
@@ -117,7 +122,8 @@ def _config(args: argparse.Namespace, source: dict, frame_size: tuple[int, int],
     return MonitorConfig.model_validate({
         "instance": f"demo{os.getpid()}",
         "streams": [{"name": STREAM, "source": source}],
-        "model": {"checkpoint": args.model, "detector": args.detector, "threads": args.threads},
+        "model": {"checkpoint": args.model, "detector": args.detector, "threads": args.threads, "arch": args.arch,
+                  "num_classes": args.num_classes, "head": args.head, "trust_pickle": args.trust_pickle},
         # 16 slots (1.6 s at 10 fps, ~19 MiB for the clip): the overlay reads each scored frame from the
         # ring after its result arrives, a few hundred milliseconds later on a busy machine.
         "pipeline": {"max_frame_size": list(frame_size), "ring_slots": 16},

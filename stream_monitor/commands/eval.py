@@ -7,6 +7,8 @@ examples:
   stream-monitor eval --dev-benchmark --out results/dev        # bundled model, the committed split, all dev OOD sets
   stream-monitor eval --id-test data/normal --ood polyps=data/polyps --ood clip=video.mp4 --out results/mine
   stream-monitor eval --dev-benchmark --seeds 0,1,2,3,4 --epochs 8 --work-dir runs/seeds --out results/seeds
+  stream-monitor eval --model runs/convnext.pt --id-train data/train --id-val data/val --id-test data/test \
+      --ood polyps=data/polyps --out results/convnext      # own folders (one sub-folder per class)
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ def _display(path: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     split = load_split_arg(args)
+    if not split.subsets["test"] and args.id_test is None:
+        raise InputError("no ID test images: --id-train/--id-val leave none for testing; pass --id-test DIR "
+                         "(ID frames used for nothing else), or give one folder with --id-dir to split off a test part")
     sources, validation = ood_sources(args, split)
     id_test = source_from_path("id-test", args.id_test, args.stride) if args.id_test else None
     if args.seeds:

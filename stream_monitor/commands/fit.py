@@ -7,6 +7,8 @@ examples:
   stream-monitor fit --out my_nero.npz                       # bundled model, committed split, default config
   stream-monitor fit --model runs/resnet18.pt --split my_split.json --mode parity --out resnet_nero.npz
   stream-monitor fit --set centroids_per_class=4 --set use_bias=false --out nero_k4.npz
+  stream-monitor fit --model runs/convnext.pt --id-train data/train --id-val data/val --out convnext_nero.npz
+  stream-monitor fit --model my_model.pt2 --id-dir data/all --split-seed 0 --out nero.npz   # torch.export program
 """
 
 from __future__ import annotations

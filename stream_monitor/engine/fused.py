@@ -145,14 +145,8 @@ class FusedNero(nn.Module):
         self.head = NeroHead(detector, project=project, rho=rho)
         self.backbone_dtype = backbone_dtype
         self.autocast_dtype = autocast_dtype
-        self.with_feature_map = feature_map and self._has_feature_map(model)
-
-    @staticmethod
-    def _has_feature_map(model: ClassifierAdapter) -> bool:
-        # The adapter contract: CNNs return their last feature map, ViTs None (no spatial map).
-        from ..models.deit import TimmViTAdapter
-
-        return not isinstance(model, TimmViTAdapter)
+        # The adapter says whether it has a map (CNNs, token grids that pool to the feature) or None.
+        self.with_feature_map = feature_map and bool(model.has_feature_map)
 
     @property
     def output_names(self) -> tuple[str, ...]:

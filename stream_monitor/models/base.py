@@ -33,6 +33,9 @@ class ClassifierAdapter(nn.Module, abc.ABC):
     arch: str
     feature_dim: int
     num_classes: int
+    # Whether `forward_features` returns a (B, D, h, w) map whose spatial mean is the feature (the heatmap's
+    # source). Engines read this attribute instead of testing adapter classes.
+    has_feature_map: bool = True
 
     def __init__(self, backbone: nn.Module, arch: str, feature_dim: int, num_classes: int) -> None:
         super().__init__()

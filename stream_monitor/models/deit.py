@@ -14,6 +14,8 @@ class TimmViTAdapter(ClassifierAdapter):
     """A timm Vision Transformer: the feature is the CLS token after the final norm — what the head
     consumes (`forward_head(pre_logits=True)`). A ViT has no spatial feature map, so it is None."""
 
+    has_feature_map = False
+
     def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         tokens = self.backbone.forward_features(x)
         features = self.backbone.forward_head(tokens, pre_logits=True)

@@ -3,8 +3,13 @@
 Checkpoints are read with `torch.load(weights_only=True)`: a plain state dict of tensors cannot run
 code. Whole-model pickles (how the NERO paper released its classifiers) execute arbitrary code when
 unpickled, so they load only when the caller opts in with `trust_pickle=True` (CLI `--trust-pickle`).
-A state dict may carry the adapter's keys (`backbone.…`, what `stream_monitor.train` saves) or the bare
+A state dict may carry the adapter's keys (`backbone.…`, what `stream_monitor.training.train` saves) or the bare
 torchvision / timm model's keys (the paper's models); both load into the same adapter.
+
+Architectures: the three bundled names (`list_models()`), any timm model as "timm:<name>", any
+torchvision classifier as "torchvision:<name>" (built without weights: nothing is downloaded), a pickled
+module of the user's own as "module" (needs trust_pickle and the dotted name of its final nn.Linear), and
+`torch.export` programs (`.pt2` files, recognised by their suffix). `load_model_file` picks the right one.
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ from stream_monitor.errors import CheckpointError, InputError, WeightsUnavailabl
 from stream_monitor.models.base import ClassifierAdapter
 from stream_monitor.models.deit import build_deit_small
 from stream_monitor.models.efficientnet_lite import build_efficientnet_lite0
+from stream_monitor.models.exported import EXPORT_SUFFIX, load_exported
+from stream_monitor.models.linear_head import create_torchvision, wrap_linear_head
 from stream_monitor.models.resnet import build_resnet18
+from stream_monitor.models.timm_any import create_timm
 
-__all__ = ["create_model", "list_models", "load_checkpoint", "load_classifier", "read_state_dict",
-           "sha256_file"]
+__all__ = ["ARCH_HELP", "create_model", "list_models", "load_checkpoint", "load_classifier", "load_model_file",
+           "read_state_dict", "sha256_file"]
 
 _BUILDERS: dict[str, Callable[[int, bool], ClassifierAdapter]] = {
     "efficientnet_lite0": build_efficientnet_lite0,
@@ -36,6 +44,10 @@ _BUILDERS: dict[str, Callable[[int, bool], ClassifierAdapter]] = {
 # Architectures whose ImageNet weights ship with an installed package (no downloads at run time).
 _LOCAL_IMAGENET = {"efficientnet_lite0"}
 _PREFIX = "backbone."
+_TIMM, _TORCHVISION, _MODULE = "timm:", "torchvision:", "module"
+ARCH_HELP = ("architecture: resnet18, deit_small_patch16_224, efficientnet_lite0, timm:NAME (any timm model, "
+             "e.g. timm:convnext_tiny), torchvision:NAME (e.g. torchvision:resnet50) or 'module' (a whole pickled "
+             "nn.Module of your own: needs --trust-pickle; --head names its final nn.Linear)")
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 
 
@@ -44,26 +56,37 @@ def list_models() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def create_model(arch: str, num_classes: int, pretrained: bool = True) -> ClassifierAdapter:
+def create_model(arch: str, num_classes: int, pretrained: bool = True, head: str | None = None) -> ClassifierAdapter:
     """Build a `ClassifierAdapter` in eval mode.
 
     Args:
-        arch: one of `list_models()`.
+        arch: one of `list_models()`, "timm:<name>" or "torchvision:<name>".
         num_classes: C, the width of the new head (≥ 1).
         pretrained: load ImageNet weights; only architectures whose weights ship locally allow it.
+        head: torchvision only — dotted name of the final nn.Linear (default: found and verified).
 
     Raises:
         InputError: unknown arch or num_classes < 1.
         WeightsUnavailableError: `pretrained=True` for an architecture without local weights.
+        UnsupportedModelError: the model's head is not one linear layer over a pooled feature.
     """
-    if arch not in _BUILDERS:
-        raise InputError(f"unknown architecture {arch!r}; choose one of {', '.join(list_models())}")
+    by_name = arch.startswith((_TIMM, _TORCHVISION))
+    if arch not in _BUILDERS and not by_name:
+        raise InputError(f"unknown architecture {arch!r}; choose one of {', '.join(list_models())}, "
+                         f"timm:NAME or torchvision:NAME")
     if num_classes < 1:
         raise InputError(f"num_classes must be >= 1, got {num_classes}")
+    if head is not None and not arch.startswith(_TORCHVISION):
+        raise InputError(f"--head names the final nn.Linear of torchvision:NAME and module models; {arch} finds "
+                         f"its own head (timm: get_classifier())")
     if pretrained and arch not in _LOCAL_IMAGENET:
         raise WeightsUnavailableError(
             f"no ImageNet weights ship for {arch!r} and nothing is downloaded at run time; create it "
             f"with pretrained=False and load your own checkpoint (CLI: --checkpoint PATH)")
+    if arch.startswith(_TIMM):
+        return create_timm(arch.removeprefix(_TIMM), num_classes).eval()
+    if arch.startswith(_TORCHVISION):
+        return create_torchvision(arch.removeprefix(_TORCHVISION), num_classes, head).eval()
     return _BUILDERS[arch](num_classes, pretrained).eval()
 
 
@@ -167,7 +190,7 @@ def load_checkpoint(model: ClassifierAdapter, path: str | Path, trust_pickle: bo
 
 
 def load_classifier(path: str | Path, trust_pickle: bool = False) -> tuple[ClassifierAdapter, dict]:
-    """Build and load a classifier saved by `stream_monitor.train` from its JSON sidecar.
+    """Build and load a classifier saved by `stream_monitor.training.train` from its JSON sidecar.
 
     The sidecar is `path` with the suffix `.json`; it names arch and num_classes and records the weights'
     sha256, which is checked so that a swapped weights file is an error, not a silent wrong model.
@@ -187,5 +210,51 @@ def load_classifier(path: str | Path, trust_pickle: bool = False) -> tuple[Class
                               f"the weights file was replaced or corrupted")
     if "arch" not in meta or "num_classes" not in meta:
         raise CheckpointError(f"sidecar {sidecar_path} does not name arch and num_classes")
-    model = create_model(meta["arch"], int(meta["num_classes"]), pretrained=False)
+    model = create_model(meta["arch"], int(meta["num_classes"]), pretrained=False, head=meta.get("head"))
     return load_checkpoint(model, path, trust_pickle=trust_pickle).eval(), meta
+
+
+def _load_pickled_module(path: Path, head: str | None, trust_pickle: bool) -> ClassifierAdapter:
+    if not trust_pickle:
+        raise CheckpointError(
+            f"--arch module loads {path} as a whole pickled nn.Module, which runs code from the file; pass "
+            f"--trust-pickle (config: model.trust_pickle: true) only if you trust its source. Without pickles: "
+            f"save it with torch.export as a .pt2 file, or use timm:NAME / torchvision:NAME with a state dict")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(obj, nn.Module):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a whole nn.Module; a state dict needs "
+                              f"its architecture: --arch timm:NAME or torchvision:NAME")
+    return wrap_linear_head(obj.float(), head, arch=_MODULE).eval()
+
+
+def load_model_file(path: str | Path, arch: str | None = None, num_classes: int | None = None,
+                    head: str | None = None, trust_pickle: bool = False) -> tuple[ClassifierAdapter, dict]:
+    """Any supported classifier file, as an adapter in eval mode, and what is known about it.
+
+    - `.pt2`: a torch.export program (no pickle; arch, num_classes, head are read from the graph);
+    - arch None: a stream-monitor checkpoint with its `.json` sidecar (`stream-monitor train` writes one);
+    - arch "module": a whole pickled nn.Module (needs `trust_pickle`), head = its final nn.Linear's name
+      (found and verified when None);
+    - any other arch: a state dict (adapter or bare-model keys) for `create_model(arch, num_classes)`.
+
+    Returns:
+        (model, metadata: the sidecar, or {"arch", "num_classes", "head"} for the other kinds).
+    """
+    path = Path(path)
+    if path.suffix == EXPORT_SUFFIX:
+        model = load_exported(path)
+    elif arch is None:
+        return load_classifier(path, trust_pickle=trust_pickle)
+    elif arch == _MODULE:
+        model = _load_pickled_module(path, head, trust_pickle)
+    else:
+        if not num_classes:
+            raise InputError(f"--arch {arch} needs --num-classes (the width of the checkpoint's head)")
+        model = create_model(arch, num_classes, pretrained=False, head=head)
+        load_checkpoint(model, path, trust_pickle=trust_pickle).eval()
+    return model, {"arch": model.arch, "num_classes": model.num_classes, "head": getattr(model, "head_name", head)}

@@ -122,7 +122,8 @@ class NeroConfig:
             if self.pca_components > rank:
                 raise InputError(
                     f"pca_components = {self.pca_components} exceeds what {n_samples} training samples "
-                    f"of width {n_features} support (at most {rank})"
+                    f"of width {n_features} support (at most {rank}); add training images or set fewer "
+                    f"(CLI: --set pca_components={max(1, rank)})"
                 )
             return self.pca_components, False
         wanted = math.floor(self.pca_fraction * n_features)

@@ -59,14 +59,15 @@ def load_scorer(config: ModelConfig, batch_sizes: Sequence[int] = (1,)) -> tuple
     import torch
 
     from ..engine import build_scorer
-    from ..models.registry import load_classifier, sha256_file
+    from ..models.registry import load_model_file, sha256_file
     from ..nero import NeroDetector
 
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     checkpoint = config.checkpoint or bundled.MODEL
     detector_path = config.detector or bundled.DETECTOR
-    model, meta = load_classifier(checkpoint)
+    model, meta = load_model_file(checkpoint, arch=config.arch, num_classes=config.num_classes, head=config.head,
+                                  trust_pickle=config.trust_pickle)
     weight, bias = model.head_arrays()
     detector = NeroDetector.load(detector_path, weight=weight, bias=bias, model_sha256=sha256_file(checkpoint))
     scorer = build_scorer(model, detector, backend=config.backend, precision=config.precision,

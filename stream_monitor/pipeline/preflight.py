@@ -18,7 +18,7 @@ from pathlib import Path
 import zmq
 
 from ..config import FileSource, FolderSource, MonitorConfig
-from ..errors import ArtifactError, CheckpointError, StreamMonitorError
+from ..errors import ArtifactError, CheckpointError, StreamMonitorError, UnsupportedModelError
 
 __all__ = ["StartupError", "check_startup", "startup_error"]
 
@@ -33,6 +33,9 @@ def _check_files(config: MonitorConfig) -> list[str]:
         path = getattr(config.model, field)
         if path is not None and not Path(path).is_file():
             problems.append(f"model.{field}: {path} does not exist (null = the bundled one)")
+    if config.model.checkpoint is None and any(getattr(config.model, f) is not None for f in ("arch", "num_classes", "head")):
+        problems.append("model.arch / num_classes / head describe model.checkpoint, which is not set "
+                        "(null = the bundled model, which needs neither)")
     for i, stream in enumerate(config.streams):
         source = stream.source
         if isinstance(source, FileSource) and not Path(source.path).is_file():
@@ -94,4 +97,6 @@ def startup_error(exc: BaseException, stage: str) -> str:
         return f"model.checkpoint: {exc}"
     if stage == "model" and isinstance(exc, ArtifactError):
         return f"model.detector: {exc}"
+    if stage == "model" and isinstance(exc, UnsupportedModelError):
+        return f"model.arch / model.head: {exc}"
     return f"{stage}: {type(exc).__name__}: {exc}"

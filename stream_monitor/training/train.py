@@ -31,10 +31,11 @@ from tqdm import tqdm
 
 import stream_monitor
 
+from ..data.folders import split_from_options
 from ..data.images import read_image
 from ..data.split import Split, load_split, resplit
 from ..errors import InputError
-from ..models import ClassifierAdapter, create_model, list_models, load_checkpoint, sha256_file
+from ..models import ClassifierAdapter, create_model, load_checkpoint, sha256_file
 from ..preprocess import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE, normalize_uint8_tensor, to_model_rgb
 
 __all__ = ["TrainResult", "add_train_arguments", "evaluate_accuracy", "load_subset", "paper_augmentation",
@@ -143,8 +144,8 @@ def _seed_everything(seed: int) -> torch.Generator:
 
 
 def _build_model(arch: str, num_classes: int, pretrained: bool, init_checkpoint: str | Path | None,
-                 trust_pickle: bool) -> ClassifierAdapter:
-    model = create_model(arch, num_classes, pretrained=pretrained and init_checkpoint is None)
+                 trust_pickle: bool, head: str | None = None) -> ClassifierAdapter:
+    model = create_model(arch, num_classes, pretrained=pretrained and init_checkpoint is None, head=head)
     if init_checkpoint is not None:
         load_checkpoint(model, init_checkpoint, trust_pickle=trust_pickle, skip_head=True)
     return model
@@ -155,7 +156,7 @@ def train_classifier(split: Split | str | Path, out: str | Path, *, arch: str = 
                      split_seed: int | None = None, data_root: str | Path | None = None,
                      pretrained: bool = True, init_checkpoint: str | Path | None = None,
                      trust_pickle: bool = False, num_threads: int | None = 2,
-                     progress: bool = True) -> TrainResult:
+                     progress: bool = True, head: str | None = None) -> TrainResult:
     """Train `arch` on the split's ID train set; keep the best epoch by ID validation accuracy.
 
     Args:
@@ -165,6 +166,7 @@ def train_classifier(split: Split | str | Path, out: str | Path, *, arch: str = 
         pretrained: start from the ImageNet weights that ship locally (efficientnet_lite0 only).
         init_checkpoint: start the backbone from this checkpoint instead (head kept new).
         num_threads: torch CPU threads while training (None leaves it; restored afterwards).
+        head: torchvision architectures only — dotted name of the final nn.Linear (None: found, verified).
 
     Returns:
         TrainResult; the checkpoint is rewritten at each new best epoch, the sidecar after every epoch.
@@ -179,12 +181,13 @@ def train_classifier(split: Split | str | Path, out: str | Path, *, arch: str = 
         split, split_file = _resolve_split(split, data_root, split_seed)
         generator = _seed_everything(seed)
         # The model first: a missing weights file should fail before a minute of decoding.
-        model = _build_model(arch, len(split.id_classes), pretrained, init_checkpoint, trust_pickle)
+        model = _build_model(arch, len(split.id_classes), pretrained, init_checkpoint, trust_pickle, head)
         train = load_subset(split, "train", progress)
         val = load_subset(split, "val", progress)
         record = {
             "format": "stream-monitor/classifier/v1", "status": "running", "arch": arch,
             "num_classes": len(split.id_classes), "class_names": list(split.id_classes),
+            "head": getattr(model, "head_name", None),
             "feature_dim": model.feature_dim, **_split_record(split, split_file),
             "n_train": len(train[1]), "n_val": len(val[1]), "seed": seed, "epochs": epochs,
             "batch_size": batch_size, "optimizer": f"Adam(lr={lr})",
@@ -270,9 +273,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--split", default=DEFAULT_SPLIT, help="split file (default: %(default)s)")
     parser.add_argument("--data-root", help="data folder, overriding the one the split file records")
-    parser.add_argument("--split-seed", type=int, help="re-split the split file's classes with this seed")
+    parser.add_argument("--split-seed", type=int, help="re-split the split file's classes with this seed (with "
+                        "--id-dir: the seed that splits that folder, default 0)")
     parser.add_argument("--arch", default="efficientnet_lite0",
-                        choices=list_models(), help="architecture (default: %(default)s)")
+                        help="efficientnet_lite0 (default; its ImageNet weights ship), resnet18, deit_small_patch16_224, "
+                        "timm:NAME (any timm model) or torchvision:NAME; all but the default need --no-pretrained or "
+                        "--init-checkpoint (nothing is downloaded)")
+    parser.add_argument("--head", help="torchvision:NAME only: dotted name of the final nn.Linear (default: found "
+                        "and verified), recorded in the sidecar")
     parser.add_argument("--out", required=True, help="output weights path (.pt); sidecar: same name .json")
     parser.add_argument("--epochs", type=int, default=20, help="training epochs (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per step (default: %(default)s)")
@@ -285,16 +293,27 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s; "
                         "on a CPU busy with other jobs, 1 can be twice as fast)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    own = parser.add_argument_group("own data (instead of --split; one sub-folder per class)")
+    own.add_argument("--id-train", type=Path, help="ID training images, e.g. data/train/<class>/*.jpg")
+    own.add_argument("--id-val", type=Path, help="ID validation images with the same class folders")
+    own.add_argument("--id-dir", type=Path, help="one folder of class sub-folders, split by --split-seed")
+    own.add_argument("--split-out", type=Path, help="where that split is written (default: <out>.split.json)")
     return parser
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Run `train_classifier` from parsed `add_train_arguments` options; prints a summary, returns 0."""
+    split, split_seed = args.split, args.split_seed
+    own = split_from_options(args.id_train, args.id_val, args.id_dir, args.split_seed,
+                             args.split_out or Path(args.out).with_suffix(".split.json"))
+    if own is not None:  # the folders' split, already drawn with --split-seed: never re-split it
+        print(f"split of your folders (checked, with sha1 of every image) written to {own}")
+        split, split_seed = own, None
     result = train_classifier(
-        args.split, args.out, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        seed=args.seed, split_seed=args.split_seed, data_root=args.data_root,
+        split, args.out, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        seed=args.seed, split_seed=split_seed, data_root=None if own else args.data_root,
         pretrained=not args.no_pretrained, init_checkpoint=args.init_checkpoint,
-        trust_pickle=args.trust_pickle, num_threads=args.threads, progress=not args.no_progress)
+        trust_pickle=args.trust_pickle, num_threads=args.threads, progress=not args.no_progress, head=args.head)
     accuracies = " ".join(f"{a:.4f}" for a in result.val_accuracy)
     print(f"val accuracy per epoch: {accuracies}\nbest epoch {result.best_epoch} "
           f"({result.best_val_accuracy:.4f}), {result.seconds:.0f} s → {result.weights_path}")
@@ -304,4 +323,4 @@ def run_train(args: argparse.Namespace) -> int:
 if __name__ == "__main__":  # the package CLI (`stream-monitor train`) is the documented entry point
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     raise SystemExit(run_train(add_train_arguments(argparse.ArgumentParser(
-        prog="python -m stream_monitor.train", description=__doc__.splitlines()[0])).parse_args()))
+        prog="python -m stream_monitor.training.train", description=__doc__.splitlines()[0])).parse_args()))

@@ -103,7 +103,9 @@ class TensorRTBackend(EngineBackend):
         height, width = options.image_size
         self.upload = HostToDevice((options.max_batch, 3, height, width), self.device)
         self.key = engine_cache_key(fused, options, self.precision, _versions())
-        path = Path(options.cache_dir) / f"{fused.model.arch}-{self.key[:24]}.ep" if options.cache_dir else None
+        # arch may be "timm:NAME" or "export:FILE.pt2": no ':' or '/' in a file name.
+        name = fused.model.arch.replace(":", "-").replace("/", "-")
+        path = Path(options.cache_dir) / f"{name}-{self.key[:24]}.ep" if options.cache_dir else None
         if path is not None and path.is_file():
             self.module, self.cache = torch_tensorrt.load(str(path)).module(), f"loaded {path}"
         else:
