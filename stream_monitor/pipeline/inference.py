@@ -117,6 +117,7 @@ class InferenceProcess(ServiceProcess):
 
     def main(self) -> None:
         cfg = self.config
+        self.interrupt_startup_on_sigterm()  # until ready: a stop must not wait for the model to load
         context = zmq.Context()
         closers: list[Any] = []
         stage = "wakeup socket"  # what start-up was doing, for the error the supervisor shows
@@ -159,6 +160,7 @@ class InferenceProcess(ServiceProcess):
             except StreamMonitorError as exc:
                 metrics.startup_check_failed.labels("model_detector").set(1)
                 holder["failure"] = str(exc)
+                self.interrupt_startup_on_sigterm(False)  # the wait below ends on the stop flag
                 if ops is not None:  # nobody to see the gauge otherwise
                     log.error("model / detector check failed: %s (exiting in %.0f s; /metrics shows "
                               "stream_monitor_startup_check_failed until then)", exc, STARTUP_FAILURE_VISIBLE_S)
@@ -172,13 +174,14 @@ class InferenceProcess(ServiceProcess):
                               None if cfg.pipeline.max_frame_age_ms is None else cfg.pipeline.max_frame_age_ms / 1000,
                               on_drop=metrics.dropped)
             stage = "audit.path"
-            audit = AuditLog(cfg.audit.path, cfg.instance)
+            audit = AuditLog(cfg.audit.path, cfg.instance, cfg.audit.rotate_bytes)
             closers.append(audit.close)
             loop = holder["loop"] = InferenceLoop(cfg, scorer, info["class_names"], info["threshold"], rings,
                                                   batcher, results, metrics, audit, frames)
             stage = "serving"
             self._serve(loop, results, ops, audit, info)
         except Exception as exc:
+            self.interrupt_startup_on_sigterm(False)
             if not self.ready_event.is_set():  # the supervisor is waiting: tell it why, naming the field
                 self.info_queue.put({"error": startup_error(exc, stage)})
             raise
@@ -213,6 +216,7 @@ class InferenceProcess(ServiceProcess):
                 logging.getLogger().setLevel(new.logging.level)
                 loop.apply_config(new)
 
+        self.interrupt_startup_on_sigterm(False)  # from here SIGTERM only asks the loop to stop (audit lines whole)
         audit.write("session_start", streams=[s.name for s in self.config.streams], backend=info["backend"],
                     model=info["model"], detector=info["detector"], threshold=info["threshold"])
         self.ready_event.set()
@@ -223,4 +227,6 @@ class InferenceProcess(ServiceProcess):
         finally:
             loop.finish(reason)
             audit.write("session_end", reason=reason, frames_processed=loop.processed)
+            # The anchor: a rewritten log would have to match this line in the service's journal too.
+            log.info("audit chain head: n=%d sha256=%s (%s)", audit.head.n - 1, audit.head.hash, audit.path)
             log.info("inference stopped after %d frames (%s)", loop.processed, reason)

@@ -26,6 +26,8 @@ import pytest
 
 from stream_monitor.pipeline.audit import read_audit_log
 
+from .test_clean_stops import assert_clean_log
+
 CLI = [sys.executable, "-m", "stream_monitor.cli"]
 PROMISE_S, MARGIN_S = 2.0, 2.0
 
@@ -91,6 +93,7 @@ audit: {{path: {audit}}}
         if monitor.poll() is None:
             monitor.communicate()
     assert monitor.returncode == 0, out
+    assert_clean_log(out)  # issue 16: six sem_unlink tracebacks and a leaked-semaphore warning
     assert elapsed < PROMISE_S + MARGIN_S, f"shutdown took {elapsed:.2f} s\n{out}"
     records = read_audit_log(audit)
     assert records[0]["event"] == "session_start" and records[-1]["event"] == "session_end"
