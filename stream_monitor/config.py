@@ -222,6 +222,9 @@ class AuditConfig(_Strict):
     """Alert audit log: one JSON line per alert start / end, fsynced."""
 
     path: Path = Path("alerts.jsonl")
+    rotate_bytes: int | None = Field(None, gt=0, description="rename the log to <name>.<UTC time> once it "
+                                     "reaches this size (bytes) and start a new one; the hash chain runs on "
+                                     "(null = never rotate)")
 
 
 class OverlayConfig(_Strict):
