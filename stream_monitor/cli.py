@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("stream_monitor.commands.run", "run the live monitor from a YAML config"),
     "overlay": ("stream_monitor.commands.overlay", "show a running monitor's results: window, MP4, MJPEG page"),
     "validate-config": ("stream_monitor.commands.validate_config", "check monitor config files, errors with line numbers"),
+    "keys": ("stream_monitor.commands.keys", "make a CURVE key pair for the ZeroMQ result and frame sockets"),
     "audit": ("stream_monitor.commands.audit", "verify the alert audit log's hash chain (tampering shows)"),
 }
 

@@ -197,6 +197,29 @@ class PipelineConfig(_Strict):
                                  "model; for many streams on few cores. Skipped frames are counted as dropped")
 
 
+class CurveConfig(_Strict):
+    """ZeroMQ CURVE on the result and frame sockets (stream_monitor/transport/security.py): encrypted,
+    and only clients whose public key is in `authorized_keys` receive anything. Key files come from
+    `stream-monitor keys`. The monitor needs the server pair; the viewer (`overlay:` or `stream-monitor
+    overlay`) the client pair."""
+
+    server_secret_key: Path | None = Field(None, description="the monitor's key pair (.key_secret, mode 0600)")
+    authorized_keys: Path | None = Field(None, description="folder of the client public keys (*.key) admitted")
+    client_secret_key: Path | None = Field(None, description="this viewer's key pair (.key_secret, mode 0600)")
+    server_public_key: Path | None = Field(None, description="the monitor's public key (.key), for viewers")
+
+    @model_validator(mode="after")
+    def _pairs(self) -> "CurveConfig":
+        if (self.server_secret_key is None) != (self.authorized_keys is None):
+            raise ValueError("transport.curve: server_secret_key and authorized_keys go together")
+        if (self.client_secret_key is None) != (self.server_public_key is None):
+            raise ValueError("transport.curve: client_secret_key and server_public_key go together")
+        if self.server_secret_key is None and self.client_secret_key is None:
+            raise ValueError("transport.curve: give the monitor's keys (server_secret_key, authorized_keys), "
+                             "a viewer's (client_secret_key, server_public_key), or both")
+        return self
+
+
 class TransportConfig(_Strict):
     """ZeroMQ endpoints (tcp://HOST:PORT or ipc://PATH) for results and viewer frames."""
 
@@ -206,6 +229,8 @@ class TransportConfig(_Strict):
     jpeg_quality: int = Field(80, ge=10, le=100)
     frames_max_fps: float = Field(15.0, gt=0, description="viewer frame rate cap per stream, frames/s")
     heatmap: bool = Field(True, description="include the small heatmap in result messages")
+    curve: CurveConfig | None = Field(None, description="CURVE encryption and client keys; null = plain "
+                                      "(only for loopback / ipc endpoints)")
 
 
 class MetricsConfig(_Strict):
@@ -324,11 +349,17 @@ class MonitorConfig(_Strict):
             streams.append(s.model_copy(update={"source": source}))
         model = self.model.model_copy(update={k: fix(getattr(self.model, k)) or getattr(self.model, k)
                                               for k in ("checkpoint", "detector")})
-        audit = AuditConfig(path=fix(self.audit.path) or self.audit.path)
+        audit = self.audit.model_copy(update={"path": fix(self.audit.path) or self.audit.path})
+        transport = self.transport
+        if transport.curve is not None:
+            curve = transport.curve.model_copy(update={k: fix(getattr(transport.curve, k)) or getattr(transport.curve, k)
+                                                       for k in type(transport.curve).model_fields})
+            transport = transport.model_copy(update={"curve": curve})
         overlay = self.overlay
         if overlay is not None and overlay.mp4 is not None:
             overlay = overlay.model_copy(update={"mp4": fix(overlay.mp4) or overlay.mp4})
-        return self.model_copy(update={"streams": streams, "model": model, "audit": audit, "overlay": overlay})
+        return self.model_copy(update={"streams": streams, "model": model, "audit": audit, "overlay": overlay,
+                                       "transport": transport})
 
 
 def reload_changes(old: MonitorConfig, new: MonitorConfig) -> tuple[list[str], list[str]]:

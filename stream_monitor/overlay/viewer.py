@@ -25,6 +25,7 @@ import zmq
 
 from ..capture.ring import FrameRing
 from ..transport.schema import SchemaError, decode, topic
+from ..transport.security import CurveClient
 from ..transport.sockets import drain, make_subscriber
 from .render import ViewerStatus, render_overlay
 from .sinks import Sink
@@ -58,7 +59,8 @@ class OverlayViewer:
 
     def __init__(self, results_endpoint: str, stream: str | None, sinks: list[Sink],
                  frames_endpoint: str | None = None, ring: str | None = None, heatmap: bool = True,
-                 height: int = 480, monitor_silent_s: float = MONITOR_SILENT_S) -> None:
+                 height: int = 480, monitor_silent_s: float = MONITOR_SILENT_S,
+                 curve: CurveClient | None = None) -> None:
         if (frames_endpoint is None) == (ring is None):
             raise ValueError("give exactly one frame source: frames_endpoint (ZeroMQ) or ring (shared memory)")
         self.stream, self.sinks, self.heatmap, self.height = stream, sinks, heatmap, height
@@ -66,10 +68,17 @@ class OverlayViewer:
         prefix = topic("result", stream) if stream else b"result/"
         alerts = topic("alert", stream) if stream else b"alert/"
         status = topic("status", stream) if stream else b"status/"
-        self.results = make_subscriber(self.context, results_endpoint, [prefix, alerts, status])
         self.frames = None
-        if frames_endpoint is not None:
-            self.frames = make_subscriber(self.context, frames_endpoint, [topic("frame", stream) if stream else b"frame/"])
+        try:
+            self.results = make_subscriber(self.context, results_endpoint, [prefix, alerts, status], curve=curve)
+            if frames_endpoint is not None:
+                self.frames = make_subscriber(self.context, frames_endpoint,
+                                              [topic("frame", stream) if stream else b"frame/"], curve=curve)
+        except BaseException:  # a refused CURVE handshake: nothing may be left open
+            if getattr(self, "results", None) is not None:
+                self.results.close(linger=0)
+            self.context.term()
+            raise
         self.ring = FrameRing.attach(ring) if ring is not None else None
         self.stats = ViewerStats()
         self._pending: OrderedDict[int, dict] = OrderedDict()

@@ -27,6 +27,7 @@ from ..observability import Metrics, OpsServer
 from ..preprocess import INPUT_SIZE
 from ..service import ServiceProcess
 from ..transport.schema import topic
+from ..transport.security import ServerAuthenticator, server_from_config
 from ..transport.sockets import Publisher, prepare_endpoint
 from .audit import AuditLog
 from .batcher import Batcher
@@ -122,12 +123,18 @@ class InferenceProcess(ServiceProcess):
         closers: list[Any] = []
         stage = "wakeup socket"  # what start-up was doing, for the error the supervisor shows
         try:
+            stage = "transport.curve"
+            curve = server_from_config(cfg.transport.curve)  # None: plain sockets
+            if curve is not None:
+                authenticator = ServerAuthenticator(context, curve)
+                closers.append(authenticator.stop)
+            stage = "wakeup socket"
             wakeups = context.socket(zmq.PULL)
             wakeups.setsockopt(zmq.LINGER, 0)
             wakeups.bind(prepare_endpoint(self.wakeup_endpoint))
             closers.append(lambda: wakeups.close(linger=0))
             stage = "results"
-            results = Publisher(context, cfg.transport.results, cfg.transport.send_hwm)
+            results = Publisher(context, cfg.transport.results, cfg.transport.send_hwm, curve)
             closers.append(lambda: results.close(linger_s=0.2))  # the streams' "stopped" status
             rings = {name: FrameRing.attach(shm) for name, shm in self.ring_names.items()}
             closers += [ring.close for ring in rings.values()]
@@ -138,7 +145,7 @@ class InferenceProcess(ServiceProcess):
             if cfg.transport.frames:
                 stage = "frames"
                 frames = ViewerFramePublisher(context, cfg.transport.frames, rings, metrics, cfg.transport.send_hwm,
-                                              cfg.transport.jpeg_quality, cfg.transport.frames_max_fps)
+                                              cfg.transport.jpeg_quality, cfg.transport.frames_max_fps, curve)
                 frames.start()
                 closers.append(frames.stop)
                 frames.bound.wait(10)

@@ -184,7 +184,7 @@ class Monitor:
         self.overlay = OverlayProcess(overlay_cfg, stream, self.endpoints.results,
                                       self.endpoints.frames if overlay_cfg.frames == "zmq" else None,
                                       self.rings[stream].name if overlay_cfg.frames == "ring" else None,
-                                      Flag(), self._logs.queue, self.config.logging.level)
+                                      Flag(), self._logs.queue, self.config.logging.level, self.config.transport.curve)
         self.overlay.start()
 
     # ------------------------------------------------------------------ watch
