@@ -13,7 +13,7 @@ CURVE itself never reports a wrong key to the application: the connection just c
 clients watch their socket's monitor events: HANDSHAKE_FAILED_AUTH means "this key is not authorized",
 any other failure or no handshake within the timeout means "wrong server key, or no monitor there".
 Key files use zmq.auth's certificate format (`stream-monitor keys` writes them, mode 0600); a secret
-key file that others can read is refused. Without `transport.curve` the sockets stay plain (the
+key file that other users can read (or its group change) is refused. Without `transport.curve` the sockets stay plain (the
 default binds to loopback, where only this host's users can connect).
 """
 
@@ -100,8 +100,8 @@ def load_secret_key(path: str | Path, field: str) -> tuple[bytes, bytes]:
     if not path.is_file():
         raise TransportSecurityError(f"{field}: {path} does not exist (make one with `stream-monitor keys`)")
     mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise TransportSecurityError(f"{field}: {path} can be read by other users (mode {mode:04o}); "
+    if mode & 0o037:  # group read is allowed: Kubernetes gives a Secret's files to the pod's fsGroup (0440)
+        raise TransportSecurityError(f"{field}: {path} can be read or changed by other users (mode {mode:04o}); "
                                      f"chmod 600 {path}")
     public, secret = _load(path, field)
     if secret is None:
@@ -201,3 +201,11 @@ def client_from_config(curve: object | None) -> CurveClient | None:
                                      "cannot connect to a CURVE monitor without them")
     public, secret = load_secret_key(curve.client_secret_key, "transport.curve.client_secret_key")
     return CurveClient(public, secret, load_public_key(curve.server_public_key, "transport.curve.server_public_key"))
+
+
+def reachable_off_host(endpoint: str) -> bool:
+    """Whether a bound endpoint accepts connections from other hosts (tcp:// on anything but loopback)."""
+    if not endpoint.startswith("tcp://"):
+        return False  # ipc:// and inproc:// are local by nature
+    host = endpoint[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    return not (host == "localhost" or host.startswith("127.") or host == "::1")
