@@ -233,6 +233,26 @@ class TransportConfig(_Strict):
                                       "(only for loopback / ipc endpoints)")
 
 
+class HttpSecurityConfig(_Strict):
+    """TLS and HTTP basic auth for an HTTP port (stream_monitor/http_handler.py). /healthz and /readyz
+    stay open for probes. Files with secrets must not be readable by other users (chmod 600)."""
+
+    cert_file: Path | None = Field(None, description="PEM certificate (chain) served for TLS")
+    key_file: Path | None = Field(None, description="PEM private key of cert_file (mode 0600)")
+    username: str | None = Field(None, min_length=1, description="basic-auth user name")
+    password_file: Path | None = Field(None, description="file holding the basic-auth password (mode 0600)")
+
+    @model_validator(mode="after")
+    def _pairs(self) -> "HttpSecurityConfig":
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError("username and password_file go together")
+        if self.cert_file is None and self.username is None:
+            raise ValueError("give TLS (cert_file, key_file), basic auth (username, password_file), or both")
+        return self
+
+
 class MetricsConfig(_Strict):
     """Prometheus /metrics, /healthz and /readyz on one HTTP port."""
 
@@ -241,6 +261,7 @@ class MetricsConfig(_Strict):
     port: int = Field(9108, ge=0, le=65535, description="0 = any free port (tests)")
     frame_rate_hz: float = Field(30.0, gt=0, description="latency histogram buckets are multiples of 1/this")
     stale_after_s: float = Field(5.0, gt=0, description="/readyz fails when a live stream is silent this long")
+    security: HttpSecurityConfig | None = Field(None, description="TLS and basic auth for /metrics; null = plain")
 
 
 class AuditConfig(_Strict):
@@ -262,6 +283,7 @@ class OverlayConfig(_Strict):
     mp4_fps: float = Field(15.0, gt=0)
     mjpeg_host: str = "127.0.0.1"
     mjpeg_port: int | None = Field(None, ge=0, le=65535)
+    mjpeg_security: HttpSecurityConfig | None = Field(None, description="TLS and basic auth for the MJPEG page")
     heatmap: bool = True
 
 
@@ -355,11 +377,19 @@ class MonitorConfig(_Strict):
             curve = transport.curve.model_copy(update={k: fix(getattr(transport.curve, k)) or getattr(transport.curve, k)
                                                        for k in type(transport.curve).model_fields})
             transport = transport.model_copy(update={"curve": curve})
+        def fix_all(section):  # every path field of a small section (keys, certificates, password files)
+            return None if section is None else section.model_copy(
+                update={k: fix(getattr(section, k)) or getattr(section, k) for k in type(section).model_fields
+                        if isinstance(getattr(section, k), Path)})
+
         overlay = self.overlay
         if overlay is not None and overlay.mp4 is not None:
             overlay = overlay.model_copy(update={"mp4": fix(overlay.mp4) or overlay.mp4})
+        if overlay is not None:
+            overlay = overlay.model_copy(update={"mjpeg_security": fix_all(overlay.mjpeg_security)})
+        metrics = self.metrics.model_copy(update={"security": fix_all(self.metrics.security)})
         return self.model_copy(update={"streams": streams, "model": model, "audit": audit, "overlay": overlay,
-                                       "transport": transport})
+                                       "transport": transport, "metrics": metrics})
 
 
 def reload_changes(old: MonitorConfig, new: MonitorConfig) -> tuple[list[str], list[str]]:

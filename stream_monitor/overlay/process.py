@@ -8,6 +8,7 @@ from typing import Any
 import cv2
 
 from ..config import CurveConfig, OverlayConfig
+from ..http_handler import load_http_security
 from ..transport.security import client_from_config
 from ..service import ServiceProcess
 from .sinks import MjpegSink, Mp4Sink, Sink, WindowSink
@@ -25,7 +26,8 @@ def build_sinks(config: OverlayConfig, title: str = "") -> list[Sink]:
         if config.mp4 is not None:
             sinks.append(Mp4Sink(config.mp4, config.mp4_fps))
         if config.mjpeg_port is not None:
-            sink = MjpegSink(config.mjpeg_host, config.mjpeg_port, title)
+            security = load_http_security(config.mjpeg_security, "overlay.mjpeg_security", open_paths=("/healthz",))
+            sink = MjpegSink(config.mjpeg_host, config.mjpeg_port, title, security)
             log.info("live overlay at %s", sink.url)
             sinks.append(sink)
         if config.window:

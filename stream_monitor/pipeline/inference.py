@@ -27,6 +27,7 @@ from ..observability import Metrics, OpsServer
 from ..preprocess import INPUT_SIZE
 from ..service import ServiceProcess
 from ..transport.schema import topic
+from ..http_handler import load_http_security
 from ..transport.security import ServerAuthenticator, server_from_config
 from ..transport.sockets import Publisher, prepare_endpoint
 from .audit import AuditLog
@@ -155,8 +156,9 @@ class InferenceProcess(ServiceProcess):
             ops = None
             if cfg.metrics.enabled:
                 stage = "metrics"
+                security = load_http_security(cfg.metrics.security, "metrics.security", open_paths=("/healthz", "/readyz"))
                 ops = OpsServer(registry, lambda: _check(holder, "health"), lambda: _check(holder, "readiness"),
-                                cfg.metrics.host, cfg.metrics.port).start()
+                                cfg.metrics.host, cfg.metrics.port, security).start()
                 closers.append(ops.stop)
             # Everything is bound: tell the supervisor where, so viewers can connect while the model loads.
             self.info_queue.put({"results": results.endpoint, "frames": frames.endpoint if frames else None,
