@@ -92,8 +92,8 @@ def _finish(monitor: subprocess.Popen) -> tuple[str, str]:
             monitor.communicate()
 
 
-@pytest.mark.parametrize("how", ["sigterm-main", "sigterm-group"])
-def test_sigterm_while_the_model_loads_stops_within_2_s_without_a_traceback(tmp_path, live_model, e2e_clip,
+@pytest.mark.parametrize("how", ["sigterm-main", "sigterm-group", "sigint-group"])
+def test_a_stop_signal_while_the_model_loads_stops_within_2_s_without_a_traceback(tmp_path, live_model, e2e_clip,
                                                                            free_port, how):
     port = free_port()
     monitor = _start(_config(tmp_path, live_model, e2e_clip.path, port))
@@ -107,7 +107,7 @@ def test_sigterm_while_the_model_loads_stops_within_2_s_without_a_traceback(tmp_
         if how == "sigterm-main":
             monitor.send_signal(signal.SIGTERM)
         else:
-            os.killpg(monitor.pid, signal.SIGTERM)
+            os.killpg(monitor.pid, signal.SIGTERM if how == "sigterm-group" else signal.SIGINT)
         while _group_alive(monitor.pid) and time.monotonic() - sent < 30:
             monitor.poll()
             time.sleep(0.02)
