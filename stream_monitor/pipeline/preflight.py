@@ -94,4 +94,6 @@ def startup_error(exc: BaseException, stage: str) -> str:
         return f"model.checkpoint: {exc}"
     if stage == "model" and isinstance(exc, ArtifactError):
         return f"model.detector: {exc}"
+    if stage in ("transport.curve", "metrics") and isinstance(exc, StreamMonitorError):
+        return str(exc)  # key, certificate and password errors name their own field
     return f"{stage}: {type(exc).__name__}: {exc}"

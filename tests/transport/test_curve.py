@@ -182,3 +182,28 @@ def test_the_running_monitor_serves_results_and_frames_only_to_the_admitted_key(
             socket.close(linger=0)
         context.term()
         monitor.stop()
+
+
+def test_a_monitor_whose_key_file_is_missing_refuses_to_start_naming_the_field(tmp_path, keys, live_model, e2e_clip):
+    """Before the model loads and before any frame is captured: the error names the config field and the
+    file, and says how to make one."""
+    from stream_monitor.pipeline.preflight import StartupError
+
+    config = MonitorConfig.model_validate({
+        "instance": f"curvemiss{tmp_path.name[-6:].replace('_', '')}",
+        "streams": [{"name": "endo", "source": {"kind": "file", "path": str(e2e_clip.path)}}],
+        "model": {"checkpoint": str(live_model.checkpoint), "detector": str(live_model.detector), "threads": 1},
+        "pipeline": {"max_frame_size": [640, 540]},
+        "transport": {"results": f"ipc://{tmp_path}/r.sock", "frames": None, "curve": {
+            "server_secret_key": str(keys / "absent.key_secret"), "authorized_keys": str(keys / "authorized")}},
+        "metrics": {"enabled": False},
+        "audit": {"path": str(tmp_path / "alerts.jsonl")},
+    })
+    monitor = Monitor(config)
+    try:
+        with pytest.raises(StartupError) as caught:
+            monitor.start()
+    finally:
+        monitor.stop()
+    assert str(caught.value) == (f"cannot start the monitor: transport.curve.server_secret_key: "
+                                 f"{keys / 'absent.key_secret'} does not exist (make one with `stream-monitor keys`)")
