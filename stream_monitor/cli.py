@@ -27,12 +27,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("stream_monitor.commands.run", "run the live monitor from a YAML config"),
     "overlay": ("stream_monitor.commands.overlay", "show a running monitor's results: window, MP4, MJPEG page"),
     "validate-config": ("stream_monitor.commands.validate_config", "check monitor config files, errors with line numbers"),
+    "keys": ("stream_monitor.commands.keys", "make a CURVE key pair for the ZeroMQ result and frame sockets"),
+    "audit": ("stream_monitor.commands.audit", "verify the alert audit log's hash chain (tampering shows)"),
 }
 
 EPILOG = """examples:
   stream-monitor demo                           # the live pipeline on a real clip: annotated MP4 + summary
   stream-monitor run --config configs/monitor.example.yaml
   stream-monitor validate-config configs/monitor.example.yaml
+  stream-monitor audit verify /var/lib/stream-monitor/alerts.jsonl
   stream-monitor eval --dev-benchmark --out results/dev-benchmark
   stream-monitor explain ../shared/data/hyperkvasir-lgi/polyp/*.jpg --out results/explain
   stream-monitor fit --mode parity --out nero_parity.npz

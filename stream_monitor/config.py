@@ -205,6 +205,29 @@ class PipelineConfig(_Strict):
                                  "model; for many streams on few cores. Skipped frames are counted as dropped")
 
 
+class CurveConfig(_Strict):
+    """ZeroMQ CURVE on the result and frame sockets (stream_monitor/transport/security.py): encrypted,
+    and only clients whose public key is in `authorized_keys` receive anything. Key files come from
+    `stream-monitor keys`. The monitor needs the server pair; the viewer (`overlay:` or `stream-monitor
+    overlay`) the client pair."""
+
+    server_secret_key: Path | None = Field(None, description="the monitor's key pair (.key_secret, mode 0600)")
+    authorized_keys: Path | None = Field(None, description="folder of the client public keys (*.key) admitted")
+    client_secret_key: Path | None = Field(None, description="this viewer's key pair (.key_secret, mode 0600)")
+    server_public_key: Path | None = Field(None, description="the monitor's public key (.key), for viewers")
+
+    @model_validator(mode="after")
+    def _pairs(self) -> "CurveConfig":
+        if (self.server_secret_key is None) != (self.authorized_keys is None):
+            raise ValueError("transport.curve: server_secret_key and authorized_keys go together")
+        if (self.client_secret_key is None) != (self.server_public_key is None):
+            raise ValueError("transport.curve: client_secret_key and server_public_key go together")
+        if self.server_secret_key is None and self.client_secret_key is None:
+            raise ValueError("transport.curve: give the monitor's keys (server_secret_key, authorized_keys), "
+                             "a viewer's (client_secret_key, server_public_key), or both")
+        return self
+
+
 class TransportConfig(_Strict):
     """ZeroMQ endpoints (tcp://HOST:PORT or ipc://PATH) for results and viewer frames."""
 
@@ -214,6 +237,28 @@ class TransportConfig(_Strict):
     jpeg_quality: int = Field(80, ge=10, le=100)
     frames_max_fps: float = Field(15.0, gt=0, description="viewer frame rate cap per stream, frames/s")
     heatmap: bool = Field(True, description="include the small heatmap in result messages")
+    curve: CurveConfig | None = Field(None, description="CURVE encryption and client keys; null = plain "
+                                      "(only for loopback / ipc endpoints)")
+
+
+class HttpSecurityConfig(_Strict):
+    """TLS and HTTP basic auth for an HTTP port (stream_monitor/observability/http_handler.py). /healthz and /readyz
+    stay open for probes. Files with secrets must not be readable by other users (chmod 600)."""
+
+    cert_file: Path | None = Field(None, description="PEM certificate (chain) served for TLS")
+    key_file: Path | None = Field(None, description="PEM private key of cert_file (mode 0600)")
+    username: str | None = Field(None, min_length=1, description="basic-auth user name")
+    password_file: Path | None = Field(None, description="file holding the basic-auth password (mode 0600)")
+
+    @model_validator(mode="after")
+    def _pairs(self) -> "HttpSecurityConfig":
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError("username and password_file go together")
+        if self.cert_file is None and self.username is None:
+            raise ValueError("give TLS (cert_file, key_file), basic auth (username, password_file), or both")
+        return self
 
 
 class MetricsConfig(_Strict):
@@ -224,12 +269,16 @@ class MetricsConfig(_Strict):
     port: int = Field(9108, ge=0, le=65535, description="0 = any free port (tests)")
     frame_rate_hz: float = Field(30.0, gt=0, description="latency histogram buckets are multiples of 1/this")
     stale_after_s: float = Field(5.0, gt=0, description="/readyz fails when a live stream is silent this long")
+    security: HttpSecurityConfig | None = Field(None, description="TLS and basic auth for /metrics; null = plain")
 
 
 class AuditConfig(_Strict):
     """Alert audit log: one JSON line per alert start / end, fsynced."""
 
     path: Path = Path("alerts.jsonl")
+    rotate_bytes: int | None = Field(None, gt=0, description="rename the log to <name>.<UTC time> once it "
+                                     "reaches this size (bytes) and start a new one; the hash chain runs on "
+                                     "(null = never rotate)")
 
 
 class OverlayConfig(_Strict):
@@ -242,6 +291,7 @@ class OverlayConfig(_Strict):
     mp4_fps: float = Field(15.0, gt=0)
     mjpeg_host: str = "127.0.0.1"
     mjpeg_port: int | None = Field(None, ge=0, le=65535)
+    mjpeg_security: HttpSecurityConfig | None = Field(None, description="TLS and basic auth for the MJPEG page")
     heatmap: bool = True
 
 
@@ -329,11 +379,25 @@ class MonitorConfig(_Strict):
             streams.append(s.model_copy(update={"source": source}))
         model = self.model.model_copy(update={k: fix(getattr(self.model, k)) or getattr(self.model, k)
                                               for k in ("checkpoint", "detector")})
-        audit = AuditConfig(path=fix(self.audit.path) or self.audit.path)
+        audit = self.audit.model_copy(update={"path": fix(self.audit.path) or self.audit.path})
+        transport = self.transport
+        if transport.curve is not None:
+            curve = transport.curve.model_copy(update={k: fix(getattr(transport.curve, k)) or getattr(transport.curve, k)
+                                                       for k in type(transport.curve).model_fields})
+            transport = transport.model_copy(update={"curve": curve})
+        def fix_all(section):  # every path field of a small section (keys, certificates, password files)
+            return None if section is None else section.model_copy(
+                update={k: fix(getattr(section, k)) or getattr(section, k) for k in type(section).model_fields
+                        if isinstance(getattr(section, k), Path)})
+
         overlay = self.overlay
         if overlay is not None and overlay.mp4 is not None:
             overlay = overlay.model_copy(update={"mp4": fix(overlay.mp4) or overlay.mp4})
-        return self.model_copy(update={"streams": streams, "model": model, "audit": audit, "overlay": overlay})
+        if overlay is not None:
+            overlay = overlay.model_copy(update={"mjpeg_security": fix_all(overlay.mjpeg_security)})
+        metrics = self.metrics.model_copy(update={"security": fix_all(self.metrics.security)})
+        return self.model_copy(update={"streams": streams, "model": model, "audit": audit, "overlay": overlay,
+                                       "transport": transport, "metrics": metrics})
 
 
 def reload_changes(old: MonitorConfig, new: MonitorConfig) -> tuple[list[str], list[str]]:

@@ -24,7 +24,9 @@ import time
 from abc import ABCMeta, abstractmethod
 from typing import Any
 
-__all__ = ["Flag", "LogListener", "SPAWN", "ServiceProcess", "configure_logging"]
+from .errors import StreamMonitorError
+
+__all__ = ["Flag", "LogListener", "SPAWN", "ServiceProcess", "StopRequested", "configure_logging"]
 
 SPAWN = multiprocessing.get_context("spawn")
 _FORMAT = "%(asctime)s %(levelname)-7s %(processName)-18s %(name)s: %(message)s"
@@ -97,6 +99,11 @@ class Flag:
         return True
 
 
+class StopRequested(BaseException):
+    """Raised by a process's start-up SIGTERM handler to abandon start-up (a model load cannot poll a
+    flag). A BaseException, so that no `except Exception` on the way mistakes it for a start-up error."""
+
+
 class ServiceProcess(SPAWN.Process, metaclass=ABCMeta):  # type: ignore[name-defined,misc]
     """A runtime process: `main()` runs until `stop_event` is set; exceptions are logged, exit code 1.
 
@@ -127,6 +134,11 @@ class ServiceProcess(SPAWN.Process, metaclass=ABCMeta):  # type: ignore[name-def
         code = 0
         try:
             self.main()
+        except StopRequested:  # stopped during start-up, on request: a clean exit
+            log.info("%s: stopped during start-up", self.name)
+        except StreamMonitorError as exc:  # raised on purpose, with a message that says what to do
+            log.error("%s failed: %s", self.name, exc)
+            code = 1
         except Exception:
             log.exception("%s failed", self.name)
             code = 1
@@ -144,6 +156,22 @@ class ServiceProcess(SPAWN.Process, metaclass=ABCMeta):  # type: ignore[name-def
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+    def interrupt_startup_on_sigterm(self, enabled: bool = True) -> None:
+        """While enabled, SIGTERM (or a stop already requested) raises `StopRequested` in the main thread,
+        so that a long start-up step (loading the model) ends within a second instead of running on to
+        `ready`. The handler disarms itself first: the clean-up that follows must not be interrupted."""
+        def interrupt(*_: object) -> None:
+            signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
+            self.stop_event.set()
+            raise StopRequested
+
+        if not enabled:
+            signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
+            return
+        signal.signal(signal.SIGTERM, interrupt)
+        if self.stop_event.is_set():
+            interrupt()
 
     @abstractmethod
     def main(self) -> None:

@@ -31,6 +31,10 @@ from .sources import FrameSource, SourceError, open_source
 
 __all__ = ["CaptureProcess", "encode_wakeup"]
 
+# A paced replay more than this far behind its schedule skips the overdue frames (counted); less is
+# jitter of a loaded machine, caught up by reading on without waiting.
+_LATE_TOLERANCE_S = 0.1
+
 log = logging.getLogger(__name__)
 _BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # re-open delays of a failing live source
 
@@ -122,7 +126,9 @@ class CaptureProcess(ServiceProcess):
                 if source.lossless and not self._wait_for_room(ring):
                     break
                 if interval is not None:
-                    next_due = self._pace(next_due, interval)
+                    next_due, late = self._pace(next_due, interval)
+                    if late and not source.lossless:
+                        self._skip_late(ring, source, late)
                 if self.frame_skipping and not source.lossless and ring.backlog() >= 1:
                     # The model has not taken the last frame yet: it would be superseded anyway.
                     if source.skip():
@@ -153,13 +159,27 @@ class CaptureProcess(ServiceProcess):
             ring.header["errors"] = int(ring.header["errors"]) + skipped - self._skipped_seen
         self._skipped_seen = skipped
 
-    def _pace(self, next_due: float, interval: float) -> float:
+    def _pace(self, next_due: float, interval: float) -> tuple[float, int]:
+        """Wait for the next frame's time; returns (the time after it, frames already overdue)."""
         now = time.monotonic()
         if next_due > now:
             self.stop_event.wait(next_due - now)
-            return next_due + interval
-        # Behind schedule (slow decode): restart the schedule rather than burst frames out.
-        return (now if now - next_due > interval else next_due) + interval
+            return next_due + interval, 0
+        behind = now - next_due
+        if behind <= _LATE_TOLERANCE_S:  # jitter: catch up by reading on without waiting
+            return next_due + interval, 0
+        # Behind schedule (slow decode, a loaded machine): the frames whose time has passed are skipped,
+        # so the replay keeps the recording's clock instead of playing ever later and slower.
+        late = int(behind // interval)
+        return next_due + (late + 1) * interval, late
+
+    def _skip_late(self, ring: FrameRing, source: FrameSource, late: int) -> None:
+        # Counted as captured and dropped (capture, behind_schedule): frames of the recording nobody scored.
+        for _ in range(late):
+            if not source.skip():
+                return  # the end: the next read says so
+            ring.header["late"] = int(ring.header["late"]) + 1
+            self._count_read_errors(ring, source)
 
     def _wait_for_room(self, ring: FrameRing) -> bool:
         # One slot is always the one being written; the consumer may still be copying the oldest.

@@ -68,7 +68,7 @@ _HEADER = np.dtype([
     ("state", "<u4"), ("pid", "<u4"), ("src_w", "<u4"), ("src_h", "<u4"), ("flags", "<u4"),
     ("write_seq", "<u8"), ("read_seq", "<u8"), ("captured", "<u8"), ("errors", "<u8"), ("reconnects", "<u8"),
     ("last_capture", "<f8"), ("source_fps", "<f8"), ("invalid", "<u8"), ("converted", "<u8"),
-    ("skipped", "<u8"),
+    ("skipped", "<u8"), ("late", "<u8"),
 ])
 _SLOT = np.dtype([
     ("seq", "<u8"), ("t_capture", "<f8"), ("mono_capture", "<f8"),

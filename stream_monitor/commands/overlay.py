@@ -22,7 +22,8 @@ from pathlib import Path
 from ..capture.ring import ring_name
 from ..config import OverlayConfig
 from ..config_yaml import load_config
-from ..errors import InputError
+from ..transport.security import client_from_config
+from ..errors import InputError, StreamMonitorError
 from ..overlay.process import build_sinks
 from ..overlay.viewer import OverlayViewer
 from ..service import configure_logging
@@ -79,12 +80,18 @@ def run(args: argparse.Namespace) -> int:
     host, port = _serve_address(args.serve)
     config = OverlayConfig(window=args.window, mp4=args.mp4, mp4_fps=args.mp4_fps, mjpeg_host=host,
                            mjpeg_port=port, heatmap=not args.no_heatmap)
+    # CURVE keys (transport.curve) come from the monitor config; plain without one.
+    curve = client_from_config(load_config(args.config).transport.curve) if args.config is not None else None
     sinks = build_sinks(config, stream or "")
     for sink in sinks:
         if hasattr(sink, "url"):
             print(f"live overlay: {sink.url}", flush=True)
     try:
-        viewer = OverlayViewer(results, stream, sinks, frames, ring, config.heatmap)
+        viewer = OverlayViewer(results, stream, sinks, frames, ring, config.heatmap, curve=curve)
+    except StreamMonitorError:
+        for sink in sinks:
+            sink.close()
+        raise
     except FileNotFoundError:
         for sink in sinks:
             sink.close()

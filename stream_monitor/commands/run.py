@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 from ..config_yaml import load_config
-from ..pipeline.supervisor import Monitor
+from ..pipeline.supervisor import Monitor, StartupCancelled
 from ..service import configure_logging
 
 log = logging.getLogger(__name__)
@@ -42,13 +42,13 @@ def run(args: argparse.Namespace) -> int:
     monitor = Monitor(config, None if args.no_reload else args.config.resolve())
     previous_hup = signal.signal(signal.SIGHUP, lambda *_: _reload(monitor))
     try:
-        endpoints = monitor.start()
+        endpoints = monitor.start(should_stop=stop.is_set)
         print(f"stream-monitor: {len(config.streams)} stream(s); results on {endpoints.results}"
               + (f", viewer frames on {endpoints.frames}" if endpoints.frames else "")
               + (f", metrics on {endpoints.metrics_url}/metrics" if endpoints.metrics_url else ""), flush=True)
         monitor.wait(args.duration, until_done=args.until_done, should_stop=stop.is_set)
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, StartupCancelled):
+        log.info("stopping")
     finally:
         codes = monitor.stop()
         signal.signal(signal.SIGTERM, previous)
@@ -74,8 +74,15 @@ def _stop_resource_tracker() -> None:
     Left alone it exits a moment after this process and, reparented to PID 1, can linger as a zombie in
     the service's process group — which a service manager counts as a process not yet stopped. Only
     here, at the end of the command: in a process that still holds shared memory it would unlink it."""
-    from multiprocessing import resource_tracker
+    from multiprocessing import resource_tracker, util
 
+    # The supervisor's queues hold semaphores that the tracker knows of; their finalizers unlink them at
+    # interpreter exit. Stopped first, the tracker would call them leaked and unlink them itself, and
+    # every finalizer would then fail with a FileNotFoundError traceback. Run them now, in order.
+    try:
+        util._run_finalizers(0)  # what interpreter exit runs first (exit priority >= 0): the semaphores
+    except Exception:  # private API; without it only the warning comes back
+        pass
     stop = getattr(getattr(resource_tracker, "_resource_tracker", None), "_stop", None)
     if stop is not None:
         try:

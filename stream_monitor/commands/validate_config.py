@@ -16,6 +16,7 @@ from pathlib import Path
 from ..capture.sources import opencv_has_gstreamer
 from ..config import FileSource, FolderSource, GStreamerSource, MonitorConfig
 from ..config_yaml import ConfigError, load_config
+from ..transport.security import reachable_off_host
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +32,10 @@ def _warnings(config: MonitorConfig) -> list[str]:
             notes.append(f"streams.{stream.name}: {source.path} does not exist (yet)")
         if isinstance(source, GStreamerSource) and not opencv_has_gstreamer():
             notes.append(f"streams.{stream.name}: this OpenCV has no GStreamer back-end")
+    for label, endpoint in (("transport.results", config.transport.results), ("transport.frames", config.transport.frames)):
+        if endpoint and config.transport.curve is None and reachable_off_host(endpoint):
+            notes.append(f"{label}: {endpoint} is reachable from other hosts without transport.curve: anyone who "
+                         f"can connect receives the results and video (docs/deploy.md, networking)")
     for label, path in (("model.checkpoint", config.model.checkpoint), ("model.detector", config.model.detector)):
         if path is not None and not path.exists():
             notes.append(f"{label}: {path} does not exist")

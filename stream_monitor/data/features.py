@@ -22,7 +22,7 @@ from ..models.base import ClassifierAdapter
 from ..preprocess import INPUT_SIZE, preprocess_batch
 from .images import read_image
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: keyed by resolved path and content
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,8 @@ def extract_paths(
         cache_file = Path(cache_dir) / f"{_cache_key(fingerprint, paths)}.npz"
         if cache_file.is_file():
             with np.load(cache_file, allow_pickle=False) as cached:
-                return Extracted(cached["features"], cached["logits"], tuple(str(n) for n in cached["names"]))
+                # The names as this caller spelt the paths: the key is shared by every spelling.
+                return Extracted(cached["features"], cached["logits"], tuple(str(p) for p in paths))
     frames = ((str(path), read_image(path)) for path in paths)
     result = extract(model, frames, len(paths), batch_size, description, progress)
     if cache_file is not None:
@@ -117,7 +118,18 @@ def extract_paths(
 
 
 def _cache_key(fingerprint: str, paths: Sequence[Path]) -> str:
-    """Model, preprocessing and inputs (path, size, mtime) → a short hex key."""
-    entries = [(str(p), p.stat().st_size, int(p.stat().st_mtime)) for p in paths]
+    """Model, preprocessing and inputs (resolved path, SHA-256 of the bytes) → a short hex key.
+
+    Resolved, so that `../shared/data/x.jpg` from two checkouts (or through a symlink) is one file; by
+    content, so that a file rewritten in the same second with the same size is not served stale."""
+    entries = [(str(Path(p).resolve()), _file_sha256(Path(p))) for p in paths]
     payload = json.dumps([CACHE_VERSION, INPUT_SIZE, fingerprint, entries])
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -29,8 +29,10 @@ DROP_REASONS = {
     ("capture", "read_error"): "a frame could not be decoded or preprocessed by the capture process",
     ("capture", "invalid_frame"): "the source delivered an unusable frame (empty, not an image, unsupported dtype)",
     ("capture", "skipped"): "pipeline.frame_skipping: decoded only, while the previous frame still waited for the model",
+    ("capture", "behind_schedule"): "a paced replay fell behind its schedule and skipped the frames already overdue",
     ("ring", "superseded"): "a newer frame of the stream was taken instead (drop-oldest)",
     ("ring", "overwritten"): "the capture process overwrote the slot before the batcher copied it",
+    ("ring", "shutdown"): "still in the ring, not yet taken, when the monitor stopped",
     ("batcher", "stale"): "older than pipeline.max_frame_age_ms when batched",
     ("inference", "scoring_error"): "the scorer refused the frame even on its own (NaN or inf inside)",
 }
@@ -117,21 +119,22 @@ class Metrics:
         self.stream_stale.labels(stream).set(0)
         self.capture_state.labels(stream).state("starting")
         self._synced[stream] = {"captured": 0, "errors": 0, "reconnects": 0, "invalid": 0, "converted": 0,
-                                "skipped": 0}
+                                "skipped": 0, "late": 0}
 
     def sync_capture(self, stream: str, captured: int, errors: int, reconnects: int, state: RingState | int,
                      last_capture: float, backlog: int, invalid: int = 0, converted: int = 0,
-                     skipped: int = 0) -> None:
+                     skipped: int = 0, late: int = 0) -> None:
         """Bring the capture-side counters, kept in the ring header by the capture process, up to date."""
         seen = self._synced[stream]
         # Frames the capture process could not use were captured too (and dropped at stage "capture"), so
         # that captured = processed + dropped holds whatever the source delivers.
-        captured += errors + invalid + skipped
+        captured += errors + invalid + skipped + late
         for key, value, counter in (("captured", captured, self.frames_captured.labels(stream)),
                                     ("errors", errors, self.frames_dropped.labels(stream, "capture", "read_error")),
                                     ("invalid", invalid, self.frames_dropped.labels(stream, "capture", "invalid_frame")),
                                     ("converted", converted, self.frames_converted.labels(stream)),
                                     ("skipped", skipped, self.frames_dropped.labels(stream, "capture", "skipped")),
+                                    ("late", late, self.frames_dropped.labels(stream, "capture", "behind_schedule")),
                                     ("reconnects", reconnects, self.source_reconnects.labels(stream))):
             if value > seen[key]:
                 counter.inc(value - seen[key])

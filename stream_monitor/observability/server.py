@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from http.server import ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from .http_handler import QuietHandler
+from .http_handler import HttpSecurity, QuietHandler, SecureHTTPServer
 
 __all__ = ["OpsServer"]
 
@@ -40,9 +39,7 @@ class _Handler(QuietHandler):
             self._send(404, "text/plain; charset=utf-8", b"not found\n")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Server(SecureHTTPServer):
     registry: CollectorRegistry
     health: Check
     ready: Check
@@ -52,8 +49,10 @@ class OpsServer:
     """Serves the registry and the two checks on `host:port` (port 0 = any free port) in a thread."""
 
     def __init__(self, registry: CollectorRegistry, health: Check, ready: Check, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, security: HttpSecurity | None = None) -> None:
         self._server = _Server((host, port), _Handler)
+        self._server.secure(security)  # TLS and basic auth (metrics.security); None = plain
+        self.scheme = security.scheme if security is not None else "http"
         self._server.registry, self._server.health, self._server.ready = registry, health, ready
         self.host, self.port = self._server.server_address[:2]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
@@ -61,7 +60,7 @@ class OpsServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self) -> "OpsServer":
         self._thread.start()

@@ -12,12 +12,11 @@ queueing them (the live path never serves stale frames). Frames are encoded once
 from __future__ import annotations
 
 import threading
-from http.server import ThreadingHTTPServer
 
 import cv2
 import numpy as np
 
-from ..observability.http_handler import QuietHandler
+from ..observability.http_handler import HttpSecurity, QuietHandler, SecureHTTPServer
 
 __all__ = ["MjpegServer"]
 
@@ -36,9 +35,7 @@ img.onerror = () => setTimeout(() => {{ img.src = "stream.mjpg?" + Date.now(); }
 """
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Server(SecureHTTPServer):
     owner: "MjpegServer"
 
 
@@ -94,9 +91,12 @@ class _Handler(QuietHandler):
 class MjpegServer:
     """Serves the newest published image on `host:port` (port 0 = any free port)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, quality: int = 80, title: str = "") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, quality: int = 80, title: str = "",
+                 security: HttpSecurity | None = None) -> None:
         self.quality, self.title = quality, title
         self._server = _Server((host, port), _Handler)
+        self._server.secure(security)  # TLS and basic auth (overlay.mjpeg_security); None = plain
+        self.scheme = security.scheme if security is not None else "http"
         self._server.owner = self
         self.host, self.port = self._server.server_address[:2]
         self._condition = threading.Condition()
@@ -109,7 +109,7 @@ class MjpegServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
+        return f"{self.scheme}://{self.host}:{self.port}/"
 
     def start(self) -> "MjpegServer":
         self._thread.start()

@@ -123,9 +123,10 @@ class Mp4Sink(Sink):
 class MjpegSink(Sink):
     """Publishes to an `MjpegServer` (started here, stopped on close)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, title: str = "") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, title: str = "",
+                 security: HttpSecurity | None = None) -> None:
         try:
-            self.server = MjpegServer(host, port, title=title).start()
+            self.server = MjpegServer(host, port, title=title, security=security).start()
         except OSError as exc:
             raise SinkError(f"cannot serve MJPEG on {host}:{port}: {exc.strerror}") from exc
 

@@ -14,6 +14,7 @@ STATE_LABELS = {
     "failed": "CAPTURE FAILED  see the monitor's log",
     "ended": "STREAM ENDED",
     "stopped": "MONITOR STOPPED",
+    "monitor_silent": "NO SIGNAL  no results from the monitor",
 }
 _BANNER_HEIGHT = 46  # the same band as the alert banner, which it replaces
 

@@ -26,6 +26,7 @@ import zmq
 from ..capture.ring import FrameRing
 from ..transport.gaps import SequenceGaps
 from ..transport.schema import SchemaError, decode, topic
+from ..transport.security import CurveClient
 from ..transport.sockets import drain, make_subscriber
 from .render import ViewerStatus, render_overlay
 from .sinks import Sink
@@ -35,6 +36,10 @@ __all__ = ["OverlayViewer", "ViewerStats"]
 
 log = logging.getLogger(__name__)
 _KEEP = 64  # results / frames held while waiting for their partner
+# No message at all from the monitor for this long while the stream was running: the monitor itself is
+# gone (crashed, killed, network cut) and can no longer say so with a status message. A live stream
+# sends results many times a second, and a silent source gets a `stale` status within stale_after_s.
+MONITOR_SILENT_S = 3.0
 
 
 @dataclass
@@ -55,7 +60,8 @@ class OverlayViewer:
 
     def __init__(self, results_endpoint: str, stream: str | None, sinks: list[Sink],
                  frames_endpoint: str | None = None, ring: str | None = None, heatmap: bool = True,
-                 height: int = 480) -> None:
+                 height: int = 480, monitor_silent_s: float = MONITOR_SILENT_S,
+                 curve: CurveClient | None = None) -> None:
         if (frames_endpoint is None) == (ring is None):
             raise ValueError("give exactly one frame source: frames_endpoint (ZeroMQ) or ring (shared memory)")
         self.stream, self.sinks, self.heatmap, self.height = stream, sinks, heatmap, height
@@ -63,16 +69,25 @@ class OverlayViewer:
         prefix = topic("result", stream) if stream else b"result/"
         alerts = topic("alert", stream) if stream else b"alert/"
         status = topic("status", stream) if stream else b"status/"
-        self.results = make_subscriber(self.context, results_endpoint, [prefix, alerts, status])
         self.frames = None
-        if frames_endpoint is not None:
-            self.frames = make_subscriber(self.context, frames_endpoint, [topic("frame", stream) if stream else b"frame/"])
+        try:
+            self.results = make_subscriber(self.context, results_endpoint, [prefix, alerts, status], curve=curve)
+            if frames_endpoint is not None:
+                self.frames = make_subscriber(self.context, frames_endpoint,
+                                              [topic("frame", stream) if stream else b"frame/"], curve=curve)
+        except BaseException:  # a refused CURVE handshake: nothing may be left open
+            if getattr(self, "results", None) is not None:
+                self.results.close(linger=0)
+            self.context.term()
+            raise
         self.ring = FrameRing.attach(ring) if ring is not None else None
         self.stats = ViewerStats()
         self._pending: OrderedDict[int, dict] = OrderedDict()
         self._images: OrderedDict[int, np.ndarray] = OrderedDict()
         self._gaps = SequenceGaps()
         self.last_render: np.ndarray | None = None
+        self.monitor_silent_s = monitor_silent_s
+        self._last_message = time.monotonic()
 
     # ------------------------------------------------------------------ receiving
     def _on_result(self, message: dict) -> None:
@@ -115,8 +130,12 @@ class OverlayViewer:
         if self.frames is not None:
             poller.register(self.frames, zmq.POLLIN)
         if not poller.poll(timeout_ms):
+            self._check_monitor_silent()
             return
-        for parts in drain(self.results):
+        messages = drain(self.results)
+        if messages:
+            self._last_message = time.monotonic()
+        for parts in messages:
             try:
                 message = decode(parts[-1].buffer)
             except SchemaError as exc:
@@ -124,6 +143,8 @@ class OverlayViewer:
                 log.warning("ignoring an invalid message: %s", exc)
                 continue
             if message["type"] == "result":
+                if self.stats.stream_state == "monitor_silent":  # the monitor is back
+                    self.stats.stream_state = "running"
                 self._on_result(message)
             elif message["type"] == "alert" and message["event"] == "start":
                 self.stats.alerts_seen += 1
@@ -135,6 +156,13 @@ class OverlayViewer:
                     self._on_frame(parts)
                 except SchemaError:
                     self.stats.invalid_messages += 1
+        self._check_monitor_silent()
+
+    def _check_monitor_silent(self) -> None:
+        if (self.stats.stream_state == "running" and self.last_render is not None
+                and time.monotonic() - self._last_message > self.monitor_silent_s):
+            log.warning("no results from the monitor for %.0f s; showing NO SIGNAL", self.monitor_silent_s)
+            self._on_status("monitor_silent")
 
     def _on_status(self, state: str) -> None:
         self.stats.stream_state = state

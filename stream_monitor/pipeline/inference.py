@@ -24,9 +24,11 @@ from ..capture.ring import FrameRing
 from ..config import ModelConfig, MonitorConfig
 from ..errors import StreamMonitorError
 from ..observability import Metrics, OpsServer
+from ..observability.http_handler import load_http_security
 from ..preprocess import INPUT_SIZE
 from ..service import ServiceProcess
 from ..transport.schema import topic
+from ..transport.security import ServerAuthenticator, server_from_config
 from ..transport.sockets import Publisher, prepare_endpoint
 from .audit import AuditLog
 from .batcher import Batcher
@@ -114,16 +116,23 @@ class InferenceProcess(ServiceProcess):
 
     def main(self) -> None:
         cfg = self.config
+        self.interrupt_startup_on_sigterm()  # until ready: a stop must not wait for the model to load
         context = zmq.Context()
         closers: list[Any] = []
         stage = "wakeup socket"  # what start-up was doing, for the error the supervisor shows
         try:
+            stage = "transport.curve"
+            curve = server_from_config(cfg.transport.curve)  # None: plain sockets
+            if curve is not None:
+                authenticator = ServerAuthenticator(context, curve)
+                closers.append(authenticator.stop)
+            stage = "wakeup socket"
             wakeups = context.socket(zmq.PULL)
             wakeups.setsockopt(zmq.LINGER, 0)
             wakeups.bind(prepare_endpoint(self.wakeup_endpoint))
             closers.append(lambda: wakeups.close(linger=0))
             stage = "results"
-            results = Publisher(context, cfg.transport.results, cfg.transport.send_hwm)
+            results = Publisher(context, cfg.transport.results, cfg.transport.send_hwm, curve)
             closers.append(lambda: results.close(linger_s=0.2))  # the streams' "stopped" status
             rings = {name: FrameRing.attach(shm) for name, shm in self.ring_names.items()}
             closers += [ring.close for ring in rings.values()]
@@ -134,7 +143,7 @@ class InferenceProcess(ServiceProcess):
             if cfg.transport.frames:
                 stage = "frames"
                 frames = ViewerFramePublisher(context, cfg.transport.frames, rings, metrics, cfg.transport.send_hwm,
-                                              cfg.transport.jpeg_quality, cfg.transport.frames_max_fps)
+                                              cfg.transport.jpeg_quality, cfg.transport.frames_max_fps, curve)
                 frames.start()
                 closers.append(frames.stop)
                 frames.bound.wait(10)
@@ -144,8 +153,9 @@ class InferenceProcess(ServiceProcess):
             ops = None
             if cfg.metrics.enabled:
                 stage = "metrics"
+                security = load_http_security(cfg.metrics.security, "metrics.security", open_paths=("/healthz", "/readyz"))
                 ops = OpsServer(registry, lambda: _check(holder, "health"), lambda: _check(holder, "readiness"),
-                                cfg.metrics.host, cfg.metrics.port).start()
+                                cfg.metrics.host, cfg.metrics.port, security).start()
                 closers.append(ops.stop)
             # Everything is bound: tell the supervisor where, so viewers can connect while the model loads.
             self.info_queue.put({"results": results.endpoint, "frames": frames.endpoint if frames else None,
@@ -156,6 +166,7 @@ class InferenceProcess(ServiceProcess):
             except StreamMonitorError as exc:
                 metrics.startup_check_failed.labels("model_detector").set(1)
                 holder["failure"] = str(exc)
+                self.interrupt_startup_on_sigterm(False)  # the wait below ends on the stop flag
                 if ops is not None:  # nobody to see the gauge otherwise
                     log.error("model / detector check failed: %s (exiting in %.0f s; /metrics shows "
                               "stream_monitor_startup_check_failed until then)", exc, STARTUP_FAILURE_VISIBLE_S)
@@ -169,13 +180,14 @@ class InferenceProcess(ServiceProcess):
                               None if cfg.pipeline.max_frame_age_ms is None else cfg.pipeline.max_frame_age_ms / 1000,
                               on_drop=metrics.dropped)
             stage = "audit.path"
-            audit = AuditLog(cfg.audit.path, cfg.instance)
+            audit = AuditLog(cfg.audit.path, cfg.instance, cfg.audit.rotate_bytes)
             closers.append(audit.close)
             loop = holder["loop"] = InferenceLoop(cfg, scorer, info["class_names"], info["threshold"], rings,
                                                   batcher, results, metrics, audit, frames)
             stage = "serving"
             self._serve(loop, results, ops, audit, info)
         except Exception as exc:
+            self.interrupt_startup_on_sigterm(False)
             if not self.ready_event.is_set():  # the supervisor is waiting: tell it why, naming the field
                 self.info_queue.put({"error": startup_error(exc, stage)})
             raise
@@ -210,6 +222,7 @@ class InferenceProcess(ServiceProcess):
                 logging.getLogger().setLevel(new.logging.level)
                 loop.apply_config(new)
 
+        self.interrupt_startup_on_sigterm(False)  # from here SIGTERM only asks the loop to stop (audit lines whole)
         audit.write("session_start", streams=[s.name for s in self.config.streams], backend=info["backend"],
                     model=info["model"], detector=info["detector"], threshold=info["threshold"])
         self.ready_event.set()
@@ -220,4 +233,6 @@ class InferenceProcess(ServiceProcess):
         finally:
             loop.finish(reason)
             audit.write("session_end", reason=reason, frames_processed=loop.processed)
+            # The anchor: a rewritten log would have to match this line in the service's journal too.
+            log.info("audit chain head: n=%d sha256=%s (%s)", audit.head.n - 1, audit.head.hash, audit.path)
             log.info("inference stopped after %d frames (%s)", loop.processed, reason)

@@ -171,7 +171,7 @@ class InferenceLoop:
                                       int(header["reconnects"]), state, float(header["last_capture"]),
                                       ring.write_seq - self.batcher.taken[name],
                                       invalid=int(header["invalid"]), converted=int(header["converted"]),
-                                      skipped=int(header["skipped"]))
+                                      skipped=int(header["skipped"]), late=int(header["late"]))
             drained = ring.write_seq <= self.batcher.taken[name]
             if state.done and name not in self._closed_streams and drained:
                 self._closed_streams.add(name)
@@ -210,7 +210,14 @@ class InferenceLoop:
                      tracker.config.clear_after_s, tracker.config.smoothing.method)
 
     def finish(self, reason: str = "shutdown") -> None:
-        """Close every open alert (audited) — called once when the loop stops."""
+        """Close every open alert (audited) and count the frames left in the rings as dropped (ring,
+        shutdown), so that captured = processed + dropped holds in the final status — called once when
+        the loop stops, after the capture processes (the supervisor stops them first)."""
+        for name, ring in self.rings.items():
+            left = ring.write_seq - self.batcher.taken[name]
+            if left > 0:
+                self.metrics.dropped(name, "ring", "shutdown", left)
+                self.batcher.taken[name] = ring.write_seq
         for name in self.trackers:
             if name not in self._closed_streams:
                 self._close_alert(name, reason)

@@ -99,4 +99,6 @@ def startup_error(exc: BaseException, stage: str) -> str:
         return f"model.detector: {exc}"
     if stage == "model" and isinstance(exc, UnsupportedModelError):
         return f"model.arch / model.head: {exc}"
+    if stage in ("transport.curve", "metrics") and isinstance(exc, StreamMonitorError):
+        return str(exc)  # key, certificate and password errors name their own field
     return f"{stage}: {type(exc).__name__}: {exc}"

@@ -32,10 +32,14 @@ from ..service import SPAWN, Flag, LogListener
 from .inference import InferenceProcess
 from .preflight import StartupError, check_startup
 
-__all__ = ["Monitor", "MonitorEndpoints"]
+__all__ = ["Monitor", "MonitorEndpoints", "StartupCancelled"]
 
 log = logging.getLogger(__name__)
 _RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class StartupCancelled(Exception):
+    """`Monitor.start` gave up because a stop was requested (SIGTERM or Ctrl-C during start-up)."""
 
 
 def _check_shm_space(needed: int, folder: str = "/dev/shm") -> None:
@@ -101,9 +105,13 @@ class Monitor:
         self._restarts: dict[str, int] = {}
         self.stopped_externally = False  # the inference process stopped on its own SIGTERM
         self._restart_at: dict[str, float] = {}
+        self._should_stop: Callable[[], bool] = lambda: False
 
     # ------------------------------------------------------------------ start
-    def start(self, timeout_s: float = 180.0) -> MonitorEndpoints:
+    def start(self, timeout_s: float = 180.0, should_stop: Callable[[], bool] = lambda: False) -> MonitorEndpoints:
+        """Start everything; raises `StartupCancelled` within ~0.2 s once `should_stop()` is true (then
+        `stop()` ends the half-started processes at once: a model load is not waited for)."""
+        self._should_stop = should_stop
         cfg = self.config
         check_startup(cfg)  # missing files and taken ports: refuse before anything starts
         self._logs.start()
@@ -130,6 +138,8 @@ class Monitor:
             self._start_overlay()
         deadline = time.monotonic() + timeout_s
         while not ready.wait(0.2):
+            if should_stop():
+                raise StartupCancelled("stopped during start-up")
             failure = _startup_failure(info_queue)
             if failure:
                 raise StartupError(f"cannot start the monitor: {failure}")
@@ -148,6 +158,8 @@ class Monitor:
             try:
                 return info_queue.get(timeout=0.2)
             except queue.Empty:
+                if self._should_stop():
+                    raise StartupCancelled("stopped during start-up") from None
                 if not self.inference.is_alive():
                     raise StreamMonitorError(f"the inference process exited during start-up (exit code "
                                              f"{self.inference.exitcode}); see the log above") from None
@@ -172,7 +184,7 @@ class Monitor:
         self.overlay = OverlayProcess(overlay_cfg, stream, self.endpoints.results,
                                       self.endpoints.frames if overlay_cfg.frames == "zmq" else None,
                                       self.rings[stream].name if overlay_cfg.frames == "ring" else None,
-                                      Flag(), self._logs.queue, self.config.logging.level)
+                                      Flag(), self._logs.queue, self.config.logging.level, self.config.transport.curve)
         self.overlay.start()
 
     # ------------------------------------------------------------------ watch
@@ -239,6 +251,13 @@ class Monitor:
         codes: dict[str, int | None] = self.stop_captures(timeout_s)
         if self.inference is not None and self.inference.pid is not None:
             self._stop_inference.set()
+            if self.inference.is_alive() and not self.inference.ready_event.is_set():
+                # Still starting (loading the model, which polls no flag): its start-up SIGTERM handler
+                # abandons start-up at once (ServiceProcess.interrupt_startup_on_sigterm).
+                try:
+                    os.kill(self.inference.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
             codes["inference"] = self.inference.join_or_terminate(timeout_s)
         if self.overlay is not None:
             self.overlay.stop()

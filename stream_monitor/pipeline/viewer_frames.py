@@ -21,6 +21,7 @@ from ..capture.ring import FrameRing
 from ..observability.metrics import Metrics
 from ..transport.messages import frame_header
 from ..transport.schema import encode, topic
+from ..transport.security import CurveServer
 from ..transport.sockets import Publisher
 
 __all__ = ["ViewerFramePublisher"]
@@ -32,9 +33,10 @@ class ViewerFramePublisher(threading.Thread):
     """Publishes viewer frames on `endpoint` (bound in the thread, which owns the socket)."""
 
     def __init__(self, context: zmq.Context, endpoint: str, rings: dict[str, FrameRing], metrics: Metrics,
-                 hwm: int, jpeg_quality: int, max_fps: float) -> None:
+                 hwm: int, jpeg_quality: int, max_fps: float, curve: CurveServer | None = None) -> None:
         super().__init__(name="viewer-frames", daemon=True)
         self._context, self._endpoint, self.rings, self.metrics = context, endpoint, rings, metrics
+        self._curve = curve
         self.hwm, self.quality, self.min_interval = hwm, jpeg_quality, 1.0 / max_fps
         self._pending: dict[str, tuple[int, float]] = {}
         self._last_sent = {name: 0.0 for name in rings}
@@ -60,7 +62,7 @@ class ViewerFramePublisher(threading.Thread):
 
     def run(self) -> None:
         try:
-            publisher = Publisher(self._context, self._endpoint, self.hwm)
+            publisher = Publisher(self._context, self._endpoint, self.hwm, self._curve)
         except zmq.ZMQError as exc:
             self.error = exc
             self.bound.set()

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import zmq
 
+from .security import HANDSHAKE_TIMEOUT_S, CurveClient, CurveServer, await_handshake, secure_client, secure_server
+
 __all__ = ["Publisher", "drain", "make_subscriber", "prepare_endpoint"]
 
 
@@ -34,8 +36,10 @@ class Publisher:
     Not thread-safe: use it from one thread (ZeroMQ sockets must not be shared).
     """
 
-    def __init__(self, context: zmq.Context, endpoint: str, hwm: int) -> None:
+    def __init__(self, context: zmq.Context, endpoint: str, hwm: int, curve: CurveServer | None = None) -> None:
         self.socket = context.socket(zmq.XPUB)
+        if curve is not None:  # encrypted; clients admitted by the context's ServerAuthenticator
+            secure_server(self.socket, curve)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SNDHWM, hwm)
         self.socket.setsockopt(zmq.XPUB_VERBOSE, 1)
@@ -98,14 +102,30 @@ class Publisher:
                 pass
 
 
-def make_subscriber(context: zmq.Context, endpoint: str, topics: list[bytes], hwm: int = 16) -> zmq.Socket:
-    """A SUB socket connected to `endpoint`, subscribed to each topic prefix, `linger=0`."""
+def make_subscriber(context: zmq.Context, endpoint: str, topics: list[bytes], hwm: int = 16,
+                    curve: CurveClient | None = None, handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S) -> zmq.Socket:
+    """A SUB socket connected to `endpoint`, subscribed to each topic prefix, `linger=0`. With `curve`,
+    it returns only after the CURVE handshake, else raises `TransportSecurityError` saying why."""
     socket = context.socket(zmq.SUB)
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.RCVHWM, hwm)
     for prefix in topics:
         socket.setsockopt(zmq.SUBSCRIBE, prefix)
-    socket.connect(endpoint)
+    if curve is None:
+        socket.connect(endpoint)
+        return socket
+    secure_client(socket, curve)
+    monitor = socket.get_monitor_socket()
+    try:
+        socket.connect(endpoint)
+        await_handshake(monitor, endpoint, handshake_timeout_s)
+    except BaseException:
+        socket.disable_monitor()
+        monitor.close(linger=0)
+        socket.close(linger=0)
+        raise
+    socket.disable_monitor()
+    monitor.close(linger=0)
     return socket
 
 

@@ -17,6 +17,8 @@ import urllib.request
 
 import pytest
 
+from .test_clean_stops import assert_clean_log
+
 CLI = [sys.executable, "-m", "stream_monitor.cli"]
 
 
@@ -79,5 +81,6 @@ audit: {{path: {tmp_path / 'alerts.jsonl'}}}
             monitor.send_signal(signal.SIGTERM)
         output = monitor.communicate(timeout=60)[0]
     assert monitor.returncode == 0, output
+    assert_clean_log(output)
     if not reload_enabled:
         assert "SIGHUP: nothing reloaded (started with --no-reload)" in output

@@ -112,8 +112,10 @@ def test_probes_and_scrapes_use_the_port_the_config_opens(tmp_path):
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["metrics"] == config.metrics.port
     assert ports["results"] == int(config.transport.results.rsplit(":", 1)[1])
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    # HTTPS: metrics.security serves the port over TLS (issue 16); the probe paths need no credentials.
+    scheme = "HTTPS" if config.metrics.security and config.metrics.security.cert_file else "HTTP"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics", "scheme": scheme}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics", "scheme": scheme}
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
     labels = pod["metadata"]["labels"]
     podmonitor = _one("PodMonitor")["spec"]

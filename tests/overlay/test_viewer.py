@@ -13,6 +13,7 @@ import zmq
 from stream_monitor.overlay import Mp4Sink, OverlayViewer, ViewerStatus, render_overlay
 from stream_monitor.overlay.mjpeg import MjpegServer
 from stream_monitor.overlay.sinks import Sink, SinkError, WindowSink
+from stream_monitor.overlay.stream_state import STATE_LABELS, mark_stream_state
 from stream_monitor.transport.messages import frame_header, result_message
 from stream_monitor.transport.schema import encode, topic
 from stream_monitor.transport.sockets import Publisher
@@ -135,3 +136,39 @@ def test_mjpeg_server_serves_the_newest_frame_to_each_client():
         assert snapshot.shape == (20, 30, 3) and snapshot.mean() < 30
     finally:
         server.stop()
+
+
+def test_the_viewer_shows_no_signal_when_the_monitor_itself_goes_silent(tmp_path):
+    """Issue 16: a monitor that dies sends no `status`, so the overlay kept showing its last frame as if
+    live. Now, after `monitor_silent_s` without any message from the monitor, the last overlay is greyed
+    under "NO SIGNAL"; the first result after that shows the live picture again."""
+    context = zmq.Context()
+    results = Publisher(context, f"ipc://{tmp_path}/r.sock", hwm=100)
+    frames = Publisher(context, f"ipc://{tmp_path}/f.sock", hwm=100)
+    sink = _Collect()
+    viewer = OverlayViewer(results.endpoint, "endo", [sink], frames_endpoint=frames.endpoint, monitor_silent_s=0.5)
+    try:
+        assert results.wait_for_subscribers(b"result/endo", 1, 10) and frames.wait_for_subscribers(b"frame/endo", 1, 10)
+        _send_frame(frames, 1)
+        _send_result(results, _result(1, 0))
+        viewer.run(lambda: viewer.stats.rendered == 1)
+        live = sink.images[-1]
+        viewer._receive(100)  # well within the silence allowed: nothing changes
+        assert viewer.stats.stream_state == "running" and len(sink.images) == 1
+        deadline = time.monotonic() + 5
+        while viewer.stats.stream_state == "running" and time.monotonic() < deadline:
+            viewer._receive(50)
+        assert viewer.stats.stream_state == "monitor_silent"
+        greyed = sink.images[-1]
+        assert len(sink.images) == 2
+        np.testing.assert_array_equal(greyed, mark_stream_state(live, "monitor_silent"))
+        assert "NO SIGNAL" in STATE_LABELS["monitor_silent"]
+        _send_frame(frames, 2)
+        _send_result(results, _result(2, 1))
+        viewer.run(lambda: viewer.stats.rendered == 2)
+        assert viewer.stats.stream_state == "running"
+    finally:
+        viewer.close()
+        results.close()
+        frames.close()
+        context.term()

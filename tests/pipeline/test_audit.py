@@ -23,7 +23,7 @@ def test_records_are_appended_as_json_lines_with_provenance(tmp_path):
     records = read_audit_log(path)
     assert [r["event"] for r in records] == ["alert_start", "alert_end"]
     assert records[0]["score"] == 2.5 and records[0]["instance"] == "room1" and records[0]["host"]
-    assert records[0]["format"] == "stream-monitor/audit/v1" and records[0]["time"] <= records[1]["time"]
+    assert records[0]["format"] == "stream-monitor/audit/v2" and records[0]["time"] <= records[1]["time"]
     assert oct(os.stat(path).st_mode & 0o777) == "0o640"
 
 
