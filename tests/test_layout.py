@@ -125,3 +125,19 @@ def test_capture_does_not_import_the_offline_study_code():
     offline = sorted(m for m in seen if m.startswith(("stream_monitor.data.split", "stream_monitor.evaluation",
                                                        "stream_monitor.training", "stream_monitor.baselines")))
     assert not offline, f"a capture process imports offline modules: {offline}"
+
+
+def test_every_module_imports():
+    """A relative import left pointing at a module's old place fails here, not in a spawned process."""
+    import importlib
+    import pkgutil
+
+    import stream_monitor
+
+    failed = {}
+    for info in pkgutil.walk_packages(stream_monitor.__path__, "stream_monitor."):
+        try:
+            importlib.import_module(info.name)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported by name
+            failed[info.name] = repr(exc)
+    assert not failed, failed

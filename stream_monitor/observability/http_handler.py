@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .errors import StreamMonitorError
+from ..errors import StreamMonitorError
 
 __all__ = ["HttpSecurity", "HttpSecurityError", "QuietHandler", "SecureHTTPServer", "load_http_security"]
 
