@@ -182,7 +182,7 @@ class ModelConfig(_Strict):
                          "or torch-cpu-reference (the unfused NumPy-detector path)")
     precision: Literal["fp32", "fp16", "bf16", "auto"] = Field(
         "fp32", description="backbone precision; fp16/bf16 are faster but move scores against a threshold "
-        "calibrated in fp32 (bf16, bundled model: 0.1-0.25% relative; other models more)")
+        "calibrated in fp32 (bf16, bundled model: median 0.7%, up to 6.9% relative; benchmarks/bf16_score_error.py)")
     threads: int | None = Field(None, ge=1, description="CPU threads for the engine; null = all cores but one")
     top_neurons: int = Field(5, ge=0, le=64)
     heatmap: bool = True

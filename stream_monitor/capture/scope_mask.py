@@ -6,8 +6,8 @@ the black area. The classifier was trained on HyperKvasir images, which are alre
 image (NERO.md §9 resizes them whole). Cropping a live frame to the bounding box of its lit region gives
 the model the framing it was trained on. A frame that is already cut close to the scope (the box covers
 at least `crop_below` of it, as on every HyperKvasir image) is passed on untouched: NERO scores are
-sensitive to a few pixels of crop (measured on the dev split: trimming 0.2 % of the border moved single
-ID scores across the threshold), so a frame framed like the training data must be preprocessed exactly
+sensitive to a few pixels of crop (benchmarks/border_trim.py: trimming 0.2 % of each side moved ID test
+images across the threshold), so a frame framed like the training data must be preprocessed exactly
 like it. Pixels outside the scope inside the box (the black corners, the green position box of some
 HyperKvasir frames) are kept, as in training — see docs/architecture.md.
 

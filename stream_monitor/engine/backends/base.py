@@ -31,8 +31,7 @@ class EngineOptions:
     max_batch: largest batch the engine is built for (frames).
     threads: CPU threads for torch and OpenVINO; None = all cores but one, chosen by
         `create_scorer`. The capture and transport processes run beside the engine, and an OpenMP team
-        whose threads share cores with them waits at every barrier: on the loaded 2-core development
-        machine a 256×512×341 float32 matmul took 1.1 ms with one torch thread and 16 ms with two.
+        whose threads share cores with them waits at every barrier.
     cache_dir: where compiled engines are kept between runs (TensorRT, OpenVINO); None = no cache.
     image_size: (H, W) of the input frames, pixels.
     """
