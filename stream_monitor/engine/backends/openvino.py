@@ -2,7 +2,7 @@
 
 Adopted because it measured clearly faster than torch eager and ONNX Runtime on the same model
 (benchmarks/results/cpu_backbone-*.md): its bf16 path on AVX512-BF16 roughly doubles ResNet-18 at
-batch 1, where the live path runs. Optional: `pip install stream-monitor[cpu-fast]`.
+batch 1, where the live path runs. A runtime dependency, so `backend: auto` picks it on every CPU.
 
 The split is deliberate. OpenVINO's `INFERENCE_PRECISION_HINT=bf16` applies to every MatMul in the
 model, and NERO's relevance divides by the logits — so only the backbone (features and last feature
@@ -46,7 +46,7 @@ class OpenVinoBackend(EngineBackend):
         try:
             import openvino  # noqa: F401
         except ImportError:
-            return False, "openvino is not installed (pip install 'stream-monitor[cpu-fast]')"
+            return False, "openvino is not installed (it is a runtime dependency: pip install -e . again)"
         return True, ""
 
     def __init__(self, fused: FusedNero, options: EngineOptions) -> None:
