@@ -21,7 +21,7 @@ from stream_monitor.engine.backends import select_backend
 from stream_monitor.evaluation.datasets import DEFAULT_SPLIT
 from stream_monitor.models.registry import load_classifier
 from stream_monitor.nero import NeroDetector
-from stream_monitor.preprocess import preprocess_batch
+from stream_monitor.preprocess import normalize_uint8, to_model_rgb
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,8 @@ def bundled_setup() -> tuple:
     model, _ = load_classifier(bundled.MODEL)
     weight, bias = model.head_arrays()
     detector = NeroDetector.load(bundled.DETECTOR, weight=weight, bias=bias)
-    return model, detector, preprocess_batch([cv2.imread(str(p)) for p in paths])
+    rgb = np.stack([to_model_rgb(cv2.imread(str(p))) for p in paths])  # what capture writes to the ring
+    return model, detector, rgb
 
 
 def test_openvino_is_installed_and_auto_picks_it_on_the_cpu() -> None:
@@ -46,8 +47,10 @@ def test_openvino_is_installed_and_auto_picks_it_on_the_cpu() -> None:
 
 def test_default_precision_scores_the_bundled_model_like_the_calibration(bundled_setup: tuple) -> None:
     """OpenVINO fp32 vs the float64 detector on real frames: every score within 1e-5 relative, the same
-    alert decisions, classes and explanation neurons."""
-    model, detector, images = bundled_setup
+    alert decisions, classes and explanation neurons — fed normalised frames, or the ring's uint8 frames
+    that the graph normalises itself (the live path)."""
+    model, detector, rgb = bundled_setup
+    images = normalize_uint8(rgb)
     fast = create_scorer(model, detector, "auto", device="cpu", options=EngineOptions(precision="fp32", threads=1))
     assert fast.backend == "openvino" and fast.engine.precision == "fp32"
     got, ref = fast.score_batch(images), Scorer(model, detector).score_batch(images)
@@ -62,3 +65,6 @@ def test_default_precision_scores_the_bundled_model_like_the_calibration(bundled
     np.testing.assert_array_equal(got.predicted, ref.predicted)
     np.testing.assert_array_equal(got.top_neurons, ref.top_neurons)
     assert ref.over_threshold[4:].any() and not ref.over_threshold[:4].all()  # both sides of the threshold
+    live = fast.score_uint8(rgb)
+    assert np.abs(live.score / ref.score - 1).max() <= 1e-5
+    np.testing.assert_array_equal(live.over_threshold, ref.over_threshold)
