@@ -41,3 +41,18 @@ def test_the_default_uint8_path_normalises_on_the_host(resnet: Setup) -> None:
     direct = scorer.engine.run(normalize_uint8(rgb))
     for name, tensor in direct.items():
         np.testing.assert_array_equal(fallback[name].numpy(), tensor.numpy(), err_msg=name)
+
+
+def test_the_gpu_upload_normalises_like_the_host() -> None:
+    """torch-cuda's uint8 upload (UploadUint8) on CPU tensors: the same float32 input, bit for bit, as
+    `normalize_uint8` — the arithmetic CI can check without a GPU (tests/engine/test_gpu.py runs it there)."""
+    import torch
+
+    from stream_monitor.engine.backends.torch_cuda import UploadUint8
+
+    rgb = _rgb(3)
+    upload = UploadUint8((4, 3, SIDE, SIDE), torch.device("cpu"))
+    target = torch.full((4, 3, SIDE, SIDE), -7.0)
+    upload(rgb, target)
+    np.testing.assert_array_equal(target[:3].numpy(), normalize_uint8(rgb))
+    assert (target[3] == -7.0).all()  # rows past the batch are left alone
