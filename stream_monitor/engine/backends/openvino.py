@@ -70,22 +70,29 @@ class OpenVinoBackend(EngineBackend):
                   "PERFORMANCE_HINT": "LATENCY"}
         if options.threads:
             config["INFERENCE_NUM_THREADS"] = int(options.threads)
-        self.compiled = core.compile_model(converted, "CPU", config)
-        self.request = self.compiled.create_infer_request()
-        self.compiled_uint8 = core.compile_model(_with_uint8_input(converted), "CPU", config)
-        self.request_uint8 = self.compiled_uint8.create_infer_request()
-        self.threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
+        # Each input form is compiled on its first use: the live loop only ever feeds uint8 frames (and
+        # warms that path up before `ready`), tests and benchmarks mostly float32 — half the start-up.
+        self._compile = lambda model: core.compile_model(model, "CPU", config).create_infer_request()  # noqa: E731
+        self._models = {"float32": converted, "uint8": _with_uint8_input(converted)}
+        self._requests: dict[str, object] = {}
+        self.threads = int(options.threads or core.get_property("CPU", "INFERENCE_NUM_THREADS"))
         self.version = ov.__version__
         if options.threads:
             torch.set_num_threads(options.threads)
 
+    def _request(self, form: str):  # type: ignore[no-untyped-def]
+        if form not in self._requests:
+            self._requests[form] = self._compile(self._models[form])
+        return self._requests[form]
+
     @torch.inference_mode()
     def run(self, images: np.ndarray) -> dict[str, Tensor]:
-        return self._finish(self.request, self.request.infer({0: np.ascontiguousarray(images, dtype=np.float32)}))
+        request = self._request("float32")
+        return self._finish(request, request.infer({0: np.ascontiguousarray(images, dtype=np.float32)}))
 
     @torch.inference_mode()
     def run_uint8(self, rgb: np.ndarray) -> dict[str, Tensor]:
-        request = self.request_uint8
+        request = self._request("uint8")
         return self._finish(request, request.infer({0: np.ascontiguousarray(rgb, dtype=np.uint8)}))
 
     def _finish(self, request, results) -> dict[str, Tensor]:  # type: ignore[no-untyped-def]
