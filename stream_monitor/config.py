@@ -182,7 +182,8 @@ class ModelConfig(_Strict):
                          "or torch-cpu-reference (the unfused NumPy-detector path)")
     precision: Literal["fp32", "fp16", "bf16", "auto"] = Field(
         "fp32", description="backbone precision; fp16/bf16 are faster but move scores against a threshold "
-        "calibrated in fp32 (bf16, bundled model: median 0.7%, up to 6.9% relative; benchmarks/bf16_score_error.py)")
+        "calibrated in fp32 (bf16, bundled model on 441 real frames: median 0.7%, worst 11% relative, "
+        "7-9 alert decisions flipped; fp32: worst 5e-6, none; benchmarks/results/openvino_parity-*)")
     threads: int | None = Field(None, ge=1, description="CPU threads for the engine; null = all cores but one")
     top_neurons: int = Field(5, ge=0, le=64)
     heatmap: bool = True

@@ -72,6 +72,17 @@ class EngineScorer:
         with torch.inference_mode():
             return self.finish(self.engine.run(images), threshold)
 
+    def score_uint8(self, rgb: np.ndarray) -> ScoredBatch:
+        """rgb: (B, H, W, 3) uint8 model-sized RGB, as the capture processes write it to the ring; the
+        back-end normalises (in its graph or on its device) — the same result as
+        `score_batch(preprocess.normalize_uint8(rgb))`, without the host pass over every frame."""
+        if len(rgb) > self.max_batch:
+            parts = [self.score_uint8(rgb[i:i + self.max_batch]) for i in range(0, len(rgb), self.max_batch)]
+            return _concatenate(parts)
+        threshold = self.detector.threshold
+        with torch.inference_mode():
+            return self.finish(self.engine.run_uint8(rgb), threshold)
+
     def finish(self, out: dict[str, Tensor], threshold: float) -> ScoredBatch:
         """Everything after the graph, on the graph's device: ρ, distance, score, flags, explanation,
         then one copy to host memory. (Public so that benchmarks can time the scoring stage alone.)"""

@@ -50,8 +50,12 @@ def warm_up(scorer: Any, batch_sizes: Sequence[int]) -> None:
     """Score a blank batch of each size once. The first call of a back-end pays for lazy
     initialisation (oneDNN primitives, OpenVINO infer requests, CUDA graphs: 2–3 s measured on the CPU);
     paid here, before `ready`, it does not hold up the first live frames."""
+    score_uint8 = getattr(scorer, "score_uint8", None)  # the path the loop takes when the engine has it
     for size in sorted(set(batch_sizes)):
-        scorer.score_batch(np.zeros((size, 3, INPUT_SIZE, INPUT_SIZE), np.float32))
+        if score_uint8 is not None:
+            score_uint8(np.zeros((size, INPUT_SIZE, INPUT_SIZE, 3), np.uint8))
+        else:
+            scorer.score_batch(np.zeros((size, 3, INPUT_SIZE, INPUT_SIZE), np.float32))
 
 
 def load_scorer(config: ModelConfig, batch_sizes: Sequence[int] = (1,)) -> tuple[Any, dict]:

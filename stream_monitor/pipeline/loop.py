@@ -2,8 +2,8 @@
 
 It runs in the inference process (`pipeline.inference`), but holds nothing process-specific, so tests
 drive it in-process with real rings and sockets. Work per batch: normalise the model-sized RGB the
-capture processes already produced, `scorer.score_batch` (the engine contract: (B, 3, 224, 224) float32
-→ `ScoredBatch`), then per frame the alert state machine, one result message, and metrics. Alert starts
+capture processes already produced (or let the engine do it: `score_uint8`), `scorer.score_batch` (the
+engine contract: (B, 3, 224, 224) float32 → `ScoredBatch`), then per frame the alert state machine, one result message, and metrics. Alert starts
 and ends go to the audit log (fsynced) before they are published.
 """
 
@@ -25,7 +25,7 @@ from ..transport.schema import encode, topic
 from ..transport.sockets import Publisher
 from .alerts import AlertEvent, AlertTracker
 from .audit import AuditLog
-from .batcher import BatchItem, Batcher
+from .batcher import Batcher, BatchItem
 from .drift_hook import StreamDrift
 from .stream_status import SILENT_STATES, StreamWatch, publish_status
 from .validity import frame_flags, score_isolating
@@ -92,9 +92,15 @@ class InferenceLoop:
         return len(batch)
 
     def process(self, batch: list[BatchItem]) -> None:
-        images = normalize_uint8(np.stack([item.frame.model_rgb for item in batch]))
+        rgb = np.stack([item.frame.model_rgb for item in batch])
         started = time.perf_counter()
-        rows = score_isolating(self.scorer.score_batch, images)
+        # Engines that normalise inside their graph or on their device take the ring's uint8 frames as
+        # they are (EngineScorer.score_uint8); the reference Scorer gets them normalised here.
+        score_uint8 = getattr(self.scorer, "score_uint8", None)
+        if score_uint8 is not None:
+            rows = score_isolating(score_uint8, rgb)
+        else:
+            rows = score_isolating(self.scorer.score_batch, normalize_uint8(rgb))
         self.metrics.inference_latency.observe(time.perf_counter() - started)
         self.metrics.batch_frames.observe(len(batch))
         for i, item in enumerate(batch):

@@ -40,8 +40,8 @@ def frame_flags(scored: Any, i: int) -> list[str]:
 
 
 def score_isolating(score_batch: Callable[[np.ndarray], Any], images: np.ndarray) -> dict[int, tuple[Any, int]]:
-    """Score a (B, 3, H, W) batch; if the scorer refuses it (InputError: NaN or inf inside), score each
-    frame alone. Returns {frame index: (its ScoredBatch, its row in it)}; refused frames are missing."""
+    """Score a batch ((B, 3, H, W) float32, or (B, H, W, 3) uint8 for `score_uint8`); if the scorer
+    refuses it (InputError: NaN or inf inside), score each frame alone. Returns {frame index: (its ScoredBatch, its row in it)}; refused frames are missing."""
     try:
         scored = score_batch(images)
         return {i: (scored, i) for i in range(len(images))}

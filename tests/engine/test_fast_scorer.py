@@ -34,8 +34,6 @@ def assert_same_batch(fast: ScoredBatch, ref: ScoredBatch, rtol: float) -> None:
 @pytest.mark.parametrize("backend", ["torch-cpu", "openvino"])
 def test_fp32_engine_equals_the_reference_scorer(resnet: Setup, backend: str) -> None:
     """fp32 relative error ≤ 1e-5 on every part of the score (the issue's bound)."""
-    if backend == "openvino":
-        pytest.importorskip("openvino", reason="openvino is optional (extra 'cpu-fast')")
     fast = create_scorer(resnet.model, resnet.detector, backend, options=_options(precision="fp32"))
     ref = Scorer(resnet.model, resnet.detector).score_batch(resnet.images)
     assert_same_batch(fast.score_batch(resnet.images), ref, rtol=1e-5)

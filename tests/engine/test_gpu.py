@@ -83,6 +83,18 @@ def test_repeated_calls_never_see_a_previous_batch(resnet: Setup) -> None:
         scorer.engine.run(first)["features"].double().cpu().numpy()), rtol=1e-5)
 
 
+def test_uint8_frames_normalised_on_the_gpu_score_as_host_normalised(resnet: Setup) -> None:
+    """score_uint8 uploads uint8 frames and normalises on the device: the same scores as score_batch on
+    host-normalised frames, to float32 rounding of the same graph (written without a GPU; first run by
+    benchmarks/gpu_check.sh)."""
+    from stream_monitor.preprocess import normalize_uint8
+
+    scorer = create_scorer(resnet.model, resnet.detector, "torch-cuda", options=_options(precision="fp32"))
+    rgb = np.random.default_rng(1).integers(0, 256, size=(5, *resnet.images.shape[2:], 3), dtype=np.uint8)
+    np.testing.assert_allclose(scorer.score_uint8(rgb).score, scorer.score_batch(normalize_uint8(rgb)).score,
+                               rtol=1e-6)
+
+
 @pytest.mark.tensorrt
 @pytest.mark.skipif(not _has_tensorrt(), reason="torch_tensorrt is not installed (it cannot be, in CI)")
 def test_tensorrt_engine_builds_caches_and_matches(resnet: Setup, tmp_path) -> None:  # type: ignore[no-untyped-def]

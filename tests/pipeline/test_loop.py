@@ -20,7 +20,7 @@ from stream_monitor.pipeline.audit import AuditLog, read_audit_log
 from stream_monitor.pipeline.batcher import Batcher
 from stream_monitor.pipeline.loop import InferenceLoop
 from stream_monitor.pipeline.reload import ConfigWatcher
-from stream_monitor.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from stream_monitor.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize_uint8
 from stream_monitor.transport.schema import decode
 from stream_monitor.transport.sockets import Publisher, drain, make_subscriber
 
@@ -208,3 +208,31 @@ def test_a_stream_whose_capture_failed_and_was_restarted_still_has_its_alert_clo
     rig.loop.finish("shutdown")
     records = read_audit_log(rig.tmp / "alerts.jsonl")
     assert [(r["event"], r.get("reason")) for r in records] == [("alert_start", None), ("alert_end", "shutdown")]
+
+
+class Uint8StubScorer(StubScorer):
+    """An engine that normalises itself (EngineScorer.score_uint8): it is handed the ring's RGB bytes."""
+
+    def __init__(self) -> None:
+        self.seen: list[np.ndarray] = []
+
+    def score_batch(self, images: np.ndarray) -> SimpleNamespace:
+        raise AssertionError("the loop normalised on the host although the engine takes uint8 frames")
+
+    def score_uint8(self, rgb: np.ndarray) -> SimpleNamespace:
+        self.seen.append(rgb)
+        return StubScorer.score_batch(self, normalize_uint8(rgb))
+
+
+def test_an_engine_that_takes_uint8_frames_gets_them_unnormalised(rig):
+    """Normalising (B, 224, 224, 3) on the host cost the inference process a pass per frame; an engine
+    with `score_uint8` gets the ring's model-sized RGB bytes and the results are the same."""
+    rig.loop.scorer = scorer = Uint8StubScorer()
+    for score in (0.5, 2.0, 2.0):
+        _frame(rig.ring, score)
+        assert rig.loop.step(1.0) == 1
+    results = [m for m in _messages(rig.sub) if m["type"] == "result"]
+    assert [r["score"] for r in results] == [0.5, 2.0, 2.0]
+    assert [r["alert"]["active"] for r in results] == [False, False, True]
+    assert all(seen.dtype == np.uint8 and seen.shape == (1, 4, 4, 3) for seen in scorer.seen)
+    assert [int(seen[0, 0, 0, 0]) for seen in scorer.seen] == [5, 20, 20]

@@ -64,6 +64,14 @@ class EngineBackend(ABC):
     def run(self, images: np.ndarray) -> dict[str, Tensor]:
         """images (B, 3, H, W) float32, B ≤ max_batch → {output name: tensor on this back-end's device}."""
 
+    def run_uint8(self, rgb: np.ndarray) -> dict[str, Tensor]:
+        """rgb (B, H, W, 3) uint8 model-sized RGB (what capture puts in the ring) → as `run`.
+        Back-ends that can normalise inside their graph or on their device override this; here the
+        host normalises (`preprocess.normalize_uint8`)."""
+        from ...preprocess import normalize_uint8
+
+        return self.run(normalize_uint8(rgb))
+
     def describe(self) -> str:
         """One line for the start-up log: back-end, precision and anything else worth knowing."""
         return f"{self.name} ({self.precision} backbone, float32 NERO head)"

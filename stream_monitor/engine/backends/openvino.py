@@ -2,11 +2,15 @@
 
 Adopted because it measured clearly faster than torch eager and ONNX Runtime on the same model
 (benchmarks/results/cpu_backbone-*.md): its bf16 path on AVX512-BF16 roughly doubles ResNet-18 at
-batch 1, where the live path runs. Optional: `pip install stream-monitor[cpu-fast]`.
+batch 1, where the live path runs. A runtime dependency, so `backend: auto` picks it on every CPU.
 
 The split is deliberate. OpenVINO's `INFERENCE_PRECISION_HINT=bf16` applies to every MatMul in the
 model, and NERO's relevance divides by the logits — so only the backbone (features and last feature
 map) goes through OpenVINO, and `NeroHead` (≈0.1% of the FLOPs) runs after it in float32 torch.
+
+`run_uint8` takes the capture process's model-sized RGB uint8 frames as they are: a second compiled
+copy of the backbone converts, re-lays-out (NHWC → NCHW) and normalises them inside the graph, where it
+costs next to nothing, instead of five NumPy passes over the batch in the inference process.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ class OpenVinoBackend(EngineBackend):
         try:
             import openvino  # noqa: F401
         except ImportError:
-            return False, "openvino is not installed (pip install 'stream-monitor[cpu-fast]')"
+            return False, "openvino is not installed (it is a runtime dependency: pip install -e . again)"
         return True, ""
 
     def __init__(self, fused: FusedNero, options: EngineOptions) -> None:
@@ -66,18 +70,33 @@ class OpenVinoBackend(EngineBackend):
                   "PERFORMANCE_HINT": "LATENCY"}
         if options.threads:
             config["INFERENCE_NUM_THREADS"] = int(options.threads)
-        self.compiled = core.compile_model(converted, "CPU", config)
-        self.request = self.compiled.create_infer_request()
-        self.threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
+        # Each input form is compiled on its first use: the live loop only ever feeds uint8 frames (and
+        # warms that path up before `ready`), tests and benchmarks mostly float32 — half the start-up.
+        self._compile = lambda model: core.compile_model(model, "CPU", config).create_infer_request()  # noqa: E731
+        self._models = {"float32": converted, "uint8": _with_uint8_input(converted)}
+        self._requests: dict[str, object] = {}
+        self.threads = int(options.threads or core.get_property("CPU", "INFERENCE_NUM_THREADS"))
         self.version = ov.__version__
         if options.threads:
             torch.set_num_threads(options.threads)
 
+    def _request(self, form: str):  # type: ignore[no-untyped-def]
+        if form not in self._requests:
+            self._requests[form] = self._compile(self._models[form])
+        return self._requests[form]
+
     @torch.inference_mode()
     def run(self, images: np.ndarray) -> dict[str, Tensor]:
-        x = np.ascontiguousarray(images, dtype=np.float32)
-        results = self.request.infer({0: x})
-        outputs = [torch.from_numpy(np.array(results[i], copy=True)) for i in range(len(self.compiled.outputs))]
+        request = self._request("float32")
+        return self._finish(request, request.infer({0: np.ascontiguousarray(images, dtype=np.float32)}))
+
+    @torch.inference_mode()
+    def run_uint8(self, rgb: np.ndarray) -> dict[str, Tensor]:
+        request = self._request("uint8")
+        return self._finish(request, request.infer({0: np.ascontiguousarray(rgb, dtype=np.uint8)}))
+
+    def _finish(self, request, results) -> dict[str, Tensor]:  # type: ignore[no-untyped-def]
+        outputs = [torch.from_numpy(np.array(results[i], copy=True)) for i in range(len(request.model_outputs))]
         features = outputs[0]
         head = self.fused.head(features)
         out = head[:2] + (features,) + head[2:]
@@ -88,3 +107,19 @@ class OpenVinoBackend(EngineBackend):
     def describe(self) -> str:
         return f"{super().describe()}, OpenVINO {self.version.split('-')[0]}, {self.threads} threads"
 
+
+
+def _with_uint8_input(model):  # type: ignore[no-untyped-def]
+    """A copy of the converted backbone that takes (B, H, W, 3) RGB uint8 and normalises it itself, as
+    `preprocess.normalize_uint8` does: /255, − ImageNet mean, / std (folded into one mean and scale)."""
+    import openvino as ov
+    from openvino.preprocess import PrePostProcessor
+
+    from ...preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+    ppp = PrePostProcessor(model.clone())
+    ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+    ppp.input().model().set_layout(ov.Layout("NCHW"))
+    steps = ppp.input().preprocess()
+    steps.convert_element_type(ov.Type.f32).mean((IMAGENET_MEAN * 255).tolist()).scale((IMAGENET_STD * 255).tolist())
+    return ppp.build()

@@ -62,5 +62,18 @@ class TorchCpuBackend(EngineBackend):
         x = x.contiguous(memory_format=torch.channels_last)
         return self.fused.named_outputs(self.module(x))
 
+    @torch.inference_mode()
+    def run_uint8(self, rgb: np.ndarray) -> dict[str, Tensor]:
+        """(B, H, W, 3) uint8 → as `run`. The NHWC bytes are already channels-last NCHW once permuted,
+        so normalising in torch gives oneDNN its layout with no reorder; same arithmetic as
+        `preprocess.normalize_uint8` (× float32(1/255), − mean, / std)."""
+        from ...preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+        x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.uint8)).permute(0, 3, 1, 2)
+        mean = torch.from_numpy(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1)
+        x = ((x.to(torch.float32) * (1.0 / 255.0) - mean) / std).contiguous(memory_format=torch.channels_last)
+        return self.fused.named_outputs(self.module(x))
+
     def describe(self) -> str:
         return f"{super().describe()}, channels-last, {torch.get_num_threads()} threads"

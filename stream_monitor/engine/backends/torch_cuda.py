@@ -6,6 +6,10 @@ to its bucket, and the graph is replayed — one launch instead of ~100 kernel l
 bounds a ResNet-18 at small batch on a fast GPU. The backbone runs in float16 by default (weights
 cast, channels-last), the NERO head in float32. Outputs are views of the graph's static outputs: valid
 until the next `run`, which is how the scorer consumes them (kernels, then one copy to the host).
+
+`run_uint8` uploads the ring's (B, H, W, 3) uint8 frames — a quarter of the float32 bytes — and
+normalises them on the device into the graph's static input (`UploadUint8`). NOT YET RUN ON A GPU: its
+arithmetic is tested on CPU tensors (tests/engine/test_uint8_input.py); benchmarks/gpu_check.sh times it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from torch import Tensor
 from ..fused import FusedNero
 from .base import EngineBackend, EngineOptions
 
-__all__ = ["HostToDevice", "TorchCudaBackend", "batch_buckets", "resolve_cuda_precision"]
+__all__ = ["HostToDevice", "TorchCudaBackend", "UploadUint8", "batch_buckets", "resolve_cuda_precision"]
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -54,6 +58,30 @@ class HostToDevice:
         return self.device_buffer[:rows]
 
 
+class UploadUint8:
+    """Copies (B, H, W, 3) uint8 RGB batches to the device (through pinned memory when it is a GPU) and
+    normalises them there, as `preprocess.normalize_uint8` does, into a (rows, 3, H, W) float32 target.
+    Device-agnostic so that CI checks the arithmetic on CPU tensors."""
+
+    def __init__(self, shape: tuple[int, ...], device: torch.device) -> None:
+        from ...preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+        rows, height, width = shape[0], shape[2], shape[3]
+        host = torch.empty((rows, height, width, 3), dtype=torch.uint8)
+        self.pinned = host.pin_memory() if device.type == "cuda" else host
+        self.device_buffer = torch.empty((rows, height, width, 3), dtype=torch.uint8, device=device)
+        self.mean = torch.from_numpy(IMAGENET_MEAN).view(1, 3, 1, 1).to(device)
+        self.std = torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1).to(device)
+
+    def __call__(self, rgb: np.ndarray, target: Tensor) -> None:
+        """Normalise rgb (B ≤ len(target)) into the first B rows of target (float32, on the device)."""
+        batch = len(rgb)
+        np.copyto(self.pinned[:batch].numpy(), rgb, casting="no")
+        self.device_buffer[:batch].copy_(self.pinned[:batch], non_blocking=True)
+        x = self.device_buffer[:batch].permute(0, 3, 1, 2).to(torch.float32)
+        target[:batch].copy_((x * (1.0 / 255.0) - self.mean) / self.std)
+
+
 class TorchCudaBackend(EngineBackend):
     """The fused module in CUDA graphs, one per batch bucket, captured on first use."""
 
@@ -80,6 +108,7 @@ class TorchCudaBackend(EngineBackend):
         height, width = options.image_size
         self.buckets = batch_buckets(options.max_batch)
         self.upload = HostToDevice((options.max_batch, 3, height, width), self.device)
+        self.upload_uint8 = UploadUint8((options.max_batch, 3, height, width), self.device)
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, tuple[Tensor, ...]]] = {}
 
     def _graph(self, bucket: int) -> tuple[torch.cuda.CUDAGraph, tuple[Tensor, ...]]:
@@ -106,6 +135,14 @@ class TorchCudaBackend(EngineBackend):
         batch = len(images)
         bucket = next(b for b in self.buckets if b >= batch)
         self.upload(images, bucket)
+        graph, outputs = self._graph(bucket)
+        graph.replay()
+        return self.fused.named_outputs(tuple(t[:batch] for t in outputs))
+
+    def run_uint8(self, rgb: np.ndarray) -> dict[str, Tensor]:
+        batch = len(rgb)
+        bucket = next(b for b in self.buckets if b >= batch)
+        self.upload_uint8(rgb, self.upload.device_buffer)
         graph, outputs = self._graph(bucket)
         graph.replay()
         return self.fused.named_outputs(tuple(t[:batch] for t in outputs))
