@@ -96,8 +96,7 @@ audit: {{path: {audit}}}
             monitor.communicate()
     assert monitor.returncode == 0, out
     assert_clean_log(out)  # issue 16: six sem_unlink tracebacks and a leaked-semaphore warning
-    assert elapsed < STOP_BOUND_S, f"shutdown took {elapsed:.2f} s
-{out}"
+    assert elapsed < STOP_BOUND_S, f"shutdown took {elapsed:.2f} s\n{out}"
     records = read_audit_log(audit)
     assert records[0]["event"] == "session_start" and records[-1]["event"] == "session_end"
     ends = [r for r in records if r["event"] == "alert_end"]
