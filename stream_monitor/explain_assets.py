@@ -1,0 +1,139 @@
+"""The explanation artifact that sits beside a detector: the patch map and the neuron atlas, fitted once.
+
+    nero_default.npz            the detector
+    nero_default.explain.npz    its explanations (this file): patch memory, ID offset, neuron thumbnails
+
+One `.npz` written with `artifact.write_artifact` (plain arrays + checksummed JSON metadata, no pickle),
+tied to the classifier head it was fitted with. `python -m stream_monitor.explain_assets --help` fits
+one from the committed split (the bundled one was made that way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import artifact
+from .errors import ArtifactError, InputError
+from .explain_neurons import NeuronAtlas
+from .explain_patch import PatchExplainer, PatchMapSettings, forward_with_blocks
+from .nero import NeroDetector
+
+__all__ = ["ARTIFACT_KIND", "ExplanationAssets", "explanation_path", "fit_explanations", "load_beside", "refine_batch"]
+
+ARTIFACT_KIND = "explanations"
+
+
+def explanation_path(detector_path: str | os.PathLike) -> Path:
+    """`x.npz` → `x.explain.npz`, the file beside the detector."""
+    return Path(detector_path).with_suffix(".explain.npz")
+
+
+@dataclass(frozen=True)
+class ExplanationAssets:
+    """patch: the patch map (explain_patch.py); atlas: neuron thumbnails (explain_neurons.py);
+    head_sha256: the classifier head both were fitted with."""
+
+    patch: PatchExplainer
+    atlas: NeuronAtlas
+    head_sha256: str
+
+    def save(self, path: str | os.PathLike) -> None:
+        arrays = {**self.patch.arrays(), **self.atlas.to_arrays()}
+        meta = {"kind": ARTIFACT_KIND, "patch": self.patch.metadata(), "head_sha256": self.head_sha256,
+                "atlas": {"thumb": self.atlas.thumb, "per_neuron": self.atlas.per_neuron},
+                "created_at": artifact.utc_now(), "versions": artifact.library_versions()}
+        artifact.write_artifact(path, arrays, meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, weight: np.ndarray | None = None,
+             bias: np.ndarray | None = None) -> "ExplanationAssets":
+        arrays, meta = artifact.read_artifact(path)
+        if meta.get("kind") != ARTIFACT_KIND:
+            raise ArtifactError(f"{path} holds a {meta.get('kind')!r} artifact, not explanations")
+        if weight is not None and bias is not None and artifact.head_sha256(weight, bias) != meta.get("head_sha256"):
+            raise ArtifactError(f"{path} was fitted for another classifier head; re-fit it for this model")
+        try:
+            atlas = NeuronAtlas.from_arrays(arrays, **meta["atlas"])
+        except (InputError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"{path}: invalid neuron atlas ({exc})") from exc
+        return cls(PatchExplainer.from_parts(arrays, meta["patch"], str(path)), atlas, meta["head_sha256"])
+
+
+def refine_batch(assets: ExplanationAssets, scored, images: np.ndarray, relevance: np.ndarray, features: np.ndarray,
+                 descriptors, detector: NeroDetector, top_n: int):
+    """A `ScoredBatch` with the validated explanation: the patch map as its heatmaps (when descriptors
+    are given and the batch has heatmaps on) and, for a detector that scores the relevance residual, the
+    neurons that drive that score (signed: + fires more / − less than on ID frames) as its top neurons."""
+    changes = {}
+    if descriptors is not None and scored.heatmaps is not None:
+        changes["heatmaps"] = assets.patch.heatmaps(assets.patch.maps_from_descriptors(descriptors, images))
+    if detector.config.use_residual and top_n > 0:
+        arrays = detector.fitted_arrays()
+        top, signed = assets.atlas.signed_drivers(relevance, features, arrays["pca_mean"], arrays["pca_components"], top_n)
+        changes.update(top_neurons=top, deviations=signed)
+    return dataclasses.replace(scored, **changes) if changes else scored
+
+
+def load_beside(detector_path: str | os.PathLike, weight: np.ndarray | None = None,
+                bias: np.ndarray | None = None) -> ExplanationAssets | None:
+    """The explanations beside a detector file, or None when it has none."""
+    path = explanation_path(detector_path)
+    return ExplanationAssets.load(path, weight, bias) if path.exists() else None
+
+
+def fit_explanations(model, train_images: np.ndarray, held_out_images: np.ndarray,
+                     settings: PatchMapSettings = PatchMapSettings()) -> ExplanationAssets:
+    """Both parts from ID frames, (N, 3, 224, 224) float32 normalised: the patch memory and atlas from
+    the training frames, the patch map's offset from the held-out ones."""
+    from .explain_patch import denormalize
+
+    patch = PatchExplainer.fit(model, train_images, held_out_images, settings)
+    maps = []
+    with torch.inference_mode():
+        for start in range(0, len(train_images), 32):
+            _, feature_map, _ = forward_with_blocks(model, torch.from_numpy(train_images[start:start + 32]), ())
+            maps.append(feature_map.numpy())
+    atlas = NeuronAtlas.fit(np.concatenate(maps), denormalize(train_images))
+    weight, bias = model.head_arrays()
+    return ExplanationAssets(patch, atlas, artifact.head_sha256(weight, bias))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Fit the explanations of the bundled model (or another) from the committed split."""
+    from . import bundled
+    from .data import load_split, read_image
+    from .models.registry import load_classifier
+    from .preprocess import normalize_uint8, to_model_rgb
+
+    parser = argparse.ArgumentParser(description=main.__doc__ + "\n\nexample:\n  python -m stream_monitor.explain_assets "
+                                     "--out stream_monitor/assets/nero_default.explain.npz",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=bundled.MODEL)
+    parser.add_argument("--detector", type=Path, default=bundled.DETECTOR, help="checked to belong to the model")
+    parser.add_argument("--split", type=Path, default=Path(__file__).resolve().parents[1] / "configs" / "splits" / "hyperkvasir-lgi.json")
+    parser.add_argument("--layer", default=PatchMapSettings.layer)
+    parser.add_argument("--sigma", type=float, default=PatchMapSettings.sigma)
+    parser.add_argument("--quantile", type=float, default=PatchMapSettings.quantile)
+    parser.add_argument("--coreset", type=int, default=PatchMapSettings.coreset)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    model, _ = load_classifier(args.model)
+    NeroDetector.load(args.detector, *model.head_arrays())
+    split = load_split(args.split)
+    frames = {s: normalize_uint8(np.stack([to_model_rgb(read_image(p)) for p in split.paths(s)])) for s in ("train", "val")}
+    settings = PatchMapSettings(args.layer, args.coreset, args.sigma, args.quantile)
+    fit_explanations(model, frames["train"], frames["val"], settings).save(args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB): {settings}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
