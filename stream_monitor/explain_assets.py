@@ -38,16 +38,19 @@ def explanation_path(detector_path: str | os.PathLike) -> Path:
 @dataclass(frozen=True)
 class ExplanationAssets:
     """patch: the patch map (explain_patch.py); atlas: neuron thumbnails (explain_neurons.py);
-    head_sha256: the classifier head both were fitted with."""
+    head_sha256: the classifier head both were fitted with; score_terms: what the detector's score is
+    made of ("distance", "bias", "rho", "residual"), so that viewers name only those."""
 
     patch: PatchExplainer
     atlas: NeuronAtlas
     head_sha256: str
+    score_terms: tuple[str, ...] = ("residual",)
 
     def save(self, path: str | os.PathLike) -> None:
         arrays = {**self.patch.arrays(), **self.atlas.to_arrays()}
         meta = {"kind": ARTIFACT_KIND, "patch": self.patch.metadata(), "head_sha256": self.head_sha256,
                 "atlas": {"thumb": self.atlas.thumb, "per_neuron": self.atlas.per_neuron},
+                "score_terms": list(self.score_terms),
                 "created_at": artifact.utc_now(), "versions": artifact.library_versions()}
         artifact.write_artifact(path, arrays, meta)
 
@@ -63,7 +66,8 @@ class ExplanationAssets:
             atlas = NeuronAtlas.from_arrays(arrays, **meta["atlas"])
         except (InputError, KeyError, TypeError) as exc:
             raise ArtifactError(f"{path}: invalid neuron atlas ({exc})") from exc
-        return cls(PatchExplainer.from_parts(arrays, meta["patch"], str(path)), atlas, meta["head_sha256"])
+        return cls(PatchExplainer.from_parts(arrays, meta["patch"], str(path)), atlas, meta["head_sha256"],
+                   tuple(meta.get("score_terms", ())))
 
 
 def refine_batch(assets: ExplanationAssets, scored, images: np.ndarray, relevance: np.ndarray, features: np.ndarray,
@@ -88,7 +92,14 @@ def load_beside(detector_path: str | os.PathLike, weight: np.ndarray | None = No
     return ExplanationAssets.load(path, weight, bias) if path.exists() else None
 
 
-def fit_explanations(model, train_images: np.ndarray, held_out_images: np.ndarray,
+def score_terms(detector: NeroDetector) -> tuple[str, ...]:
+    """The parts the detector's score is made of, in NeroParts' order."""
+    cfg = detector.config
+    used = (("distance", cfg.use_distance), ("bias", cfg.use_bias), ("rho", cfg.use_rho), ("residual", cfg.use_residual))
+    return tuple(name for name, on in used if on)
+
+
+def fit_explanations(model, detector: NeroDetector, train_images: np.ndarray, held_out_images: np.ndarray,
                      settings: PatchMapSettings = PatchMapSettings()) -> ExplanationAssets:
     """Both parts from ID frames, (N, 3, 224, 224) float32 normalised: the patch memory and atlas from
     the training frames, the patch map's offset from the held-out ones."""
@@ -102,7 +113,7 @@ def fit_explanations(model, train_images: np.ndarray, held_out_images: np.ndarra
             maps.append(feature_map.numpy())
     atlas = NeuronAtlas.fit(np.concatenate(maps), denormalize(train_images))
     weight, bias = model.head_arrays()
-    return ExplanationAssets(patch, atlas, artifact.head_sha256(weight, bias))
+    return ExplanationAssets(patch, atlas, artifact.head_sha256(weight, bias), score_terms(detector))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,11 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     model, _ = load_classifier(args.model)
-    NeroDetector.load(args.detector, *model.head_arrays())
+    detector = NeroDetector.load(args.detector, *model.head_arrays())
     split = load_split(args.split)
     frames = {s: normalize_uint8(np.stack([to_model_rgb(read_image(p)) for p in split.paths(s)])) for s in ("train", "val")}
     settings = PatchMapSettings(args.layer, args.coreset, args.sigma, args.quantile)
-    fit_explanations(model, frames["train"], frames["val"], settings).save(args.out)
+    fit_explanations(model, detector, frames["train"], frames["val"], settings).save(args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB): {settings}")
     return 0
 

@@ -40,16 +40,23 @@ class OverlayProcess(ServiceProcess):
     """Renders one stream until stopped. Exactly one of `frames_endpoint` / `ring` is given."""
 
     def __init__(self, config: OverlayConfig, stream: str, results_endpoint: str, frames_endpoint: str | None,
-                 ring: str | None, stop_event: Any, log_queue: Any, log_level: str = "INFO") -> None:
+                 ring: str | None, stop_event: Any, log_queue: Any, log_level: str = "INFO",
+                 explanations: str | None = None) -> None:
         super().__init__("overlay", stop_event, log_queue, log_level)
+        self.explanations = explanations  # the detector's explanation artifact (explain_assets.py), if any
         self.config, self.stream = config, stream
         self.results_endpoint, self.frames_endpoint, self.ring = results_endpoint, frames_endpoint, ring
 
     def main(self) -> None:
         cv2.setNumThreads(1)  # drawing and encoding one overlay per result; leave the cores to the model
         sinks = build_sinks(self.config, self.stream)
+        explanation = None
+        if self.explanations is not None:
+            from ..explain_assets import ExplanationAssets
+
+            explanation = ExplanationAssets.load(self.explanations)
         viewer = OverlayViewer(self.results_endpoint, self.stream, sinks, self.frames_endpoint, self.ring,
-                               self.config.heatmap)
+                               self.config.heatmap, explanation=explanation)
         try:
             stats = viewer.run(self.stop_event.is_set)
             log.info("overlay: %d results, %d rendered, %d lost in transport, %d frames skipped upstream",

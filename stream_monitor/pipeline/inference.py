@@ -59,6 +59,7 @@ def load_scorer(config: ModelConfig, batch_sizes: Sequence[int] = (1,)) -> tuple
     import torch
 
     from ..engine import EngineOptions, Scorer, create_scorer
+    from ..explain_assets import load_beside
     from ..models.registry import load_classifier, sha256_file
     from ..nero import NeroDetector
 
@@ -69,12 +70,13 @@ def load_scorer(config: ModelConfig, batch_sizes: Sequence[int] = (1,)) -> tuple
     model, meta = load_classifier(checkpoint)
     weight, bias = model.head_arrays()
     detector = NeroDetector.load(detector_path, weight=weight, bias=bias, model_sha256=sha256_file(checkpoint))
+    explanation = load_beside(detector_path, weight, bias)  # the validated map and neuron drivers, if fitted
     if config.backend == "torch-cpu-reference":
-        scorer = Scorer(model, detector, top_n=config.top_neurons, heatmaps=config.heatmap)
+        scorer = Scorer(model, detector, top_n=config.top_neurons, heatmaps=config.heatmap, explanation=explanation)
     else:
         options = EngineOptions(precision=config.precision, threads=config.threads)
         scorer = create_scorer(model, detector, config.backend, top_n=config.top_neurons,
-                               heatmaps=config.heatmap, options=options)
+                               heatmaps=config.heatmap, options=options, explanation=explanation)
     warm_up(scorer, batch_sizes)
     info = {"backend": getattr(scorer, "backend", type(scorer).__name__), "model": Path(checkpoint).name,
             "arch": str(meta.get("arch", "?")), "detector": Path(detector_path).name,

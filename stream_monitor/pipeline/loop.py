@@ -18,6 +18,7 @@ import numpy as np
 
 from ..capture.ring import STATE_NAMES, FrameRing
 from ..config import MonitorConfig
+from ..explain_record import alert_explanation
 from ..observability.metrics import Metrics
 from ..preprocess import normalize_uint8
 from ..transport.messages import alert_message, result_message
@@ -135,7 +136,7 @@ class InferenceLoop:
         if flags:
             message["flags"] = flags
         for event in events:  # audit first: an alert that was published but not logged must not exist
-            self._emit(event)
+            self._emit(event, alert_explanation(scored, i) if event.event == "start" else {})
         self.results.send([topic("result", stream), encode(message)])
         self.metrics.messages_published.labels("result").inc()
         self.metrics.frames_processed.labels(stream).inc()
@@ -149,9 +150,11 @@ class InferenceLoop:
         if self.frames is not None:
             self.frames.offer(stream, frame.seq, frame.t_capture)
 
-    def _emit(self, event: AlertEvent) -> None:
+    def _emit(self, event: AlertEvent, explanation: dict | None = None) -> None:
         record = event.to_record()
-        self.audit.write(f"alert_{event.event}", **{k: v for k, v in record.items() if k != "event"})
+        # alert_start keeps where the map peaked and the top neurons (explain_record.py), for review
+        self.audit.write(f"alert_{event.event}", **{k: v for k, v in record.items() if k != "event"},
+                         **(explanation or {}))
         self.results.send([topic("alert", event.stream), encode(alert_message(record, time.time()))])
         self.metrics.messages_published.labels("alert").inc()
         if event.event == "start":

@@ -1,0 +1,97 @@
+"""Live cost of the validated explanation (patch map + score drivers) on the CPU back-ends, per frame.
+
+    python benchmarks/explanation_cost.py [--threads 1] [--min-time 3]
+
+The bundled model, detector and explanation artifact (stream_monitor/assets/nero_default.explain.npz),
+real frames (HyperKvasir polyps), batch 1 (the live path). For each CPU back-end it builds two engines,
+one plain and one with the explanation, and times their `score_batch` alternately in the same run;
+the explanation's cost is the difference of the medians (and of the bests), its share = difference /
+plain time. Budget (issue 18): ≤ 10 % of the engine's per-frame time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import cpu_name, load, timeit, write_results  # noqa: E402
+
+from stream_monitor import bundled  # noqa: E402
+from stream_monitor.data import list_images, read_image  # noqa: E402
+from stream_monitor.engine import EngineOptions, create_scorer  # noqa: E402
+from stream_monitor.explain_assets import load_beside  # noqa: E402
+from stream_monitor.models.registry import load_classifier  # noqa: E402
+from stream_monitor.nero import NeroDetector  # noqa: E402
+from stream_monitor.preprocess import preprocess_batch  # noqa: E402
+
+warnings.filterwarnings("ignore")
+logging.getLogger("stream_monitor").setLevel(logging.WARNING)
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--min-time", type=float, default=3.0, help="seconds per timing, at least")
+    parser.add_argument("--backends", default="torch-cpu,openvino")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, _ = load_classifier(bundled.MODEL)
+    weight, bias = model.head_arrays()
+    detector = NeroDetector.load(bundled.DETECTOR, weight=weight, bias=bias)
+    assets = load_beside(bundled.DETECTOR, weight, bias)
+    if assets is None:
+        raise SystemExit("no explanation artifact beside the bundled detector (python -m stream_monitor.explain_assets)")
+    frames = [preprocess_batch([read_image(p)]) for p in list_images(DATA / "hyperkvasir-lgi" / "polyp")[:8]]
+    rows, before = [], load()
+    for backend in args.backends.split(","):
+        options = EngineOptions(precision="fp32", threads=args.threads)
+        try:
+            plain = create_scorer(model, detector, backend, options=options)
+            explained = create_scorer(model, detector, backend, options=options, explanation=assets)
+        except Exception as exc:  # an optional back-end that is not installed
+            print(f"skipped {backend}: {exc}")
+            continue
+        counter = {"i": 0}
+
+        def frame() -> np.ndarray:
+            counter["i"] += 1
+            return frames[counter["i"] % len(frames)]
+
+        timings = {"plain": [], "explained": []}
+        for _ in range(3):  # alternate, so that load changes hit both alike
+            for name, scorer in (("plain", plain), ("explained", explained)):
+                timings[name].append(timeit(lambda s=scorer: s.score_batch(frame()), repeat=20, min_time=args.min_time / 3))
+        med = {k: float(np.median([t["median_s"] for t in v])) for k, v in timings.items()}
+        best = {k: float(min(t["best_s"] for t in v)) for k, v in timings.items()}
+        rows.append({"backend": backend, "threads": args.threads, "plain_median_ms": med["plain"] * 1e3,
+                     "explained_median_ms": med["explained"] * 1e3, "plain_best_ms": best["plain"] * 1e3,
+                     "explained_best_ms": best["explained"] * 1e3,
+                     "share_median": (med["explained"] - med["plain"]) / med["plain"],
+                     "share_best": (best["explained"] - best["plain"]) / best["plain"]})
+        print(rows[-1], flush=True)
+    lines = ["| back-end | threads | engine ms/frame (median / best) | with explanation (median / best) | "
+             "explanation's share (median / best) |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['backend']} | {r['threads']} | {r['plain_median_ms']:.1f} / {r['plain_best_ms']:.1f} | "
+                     f"{r['explained_median_ms']:.1f} / {r['explained_best_ms']:.1f} | "
+                     f"{r['share_median']:+.1%} / {r['share_best']:+.1%} |")
+    markdown = ("Live per-frame cost of the explanation (patch map + score drivers), batch 1, fp32, real frames; "
+                f"budget ≤ 10 % of the engine's time. Layer {assets.patch.layer}, memory {assets.patch.memory.size} "
+                f"× {assets.patch.memory.channels}.\n\n" + "\n".join(lines)
+                + f"\n\nLoad before/after: {before['loadavg_1_5_15']} / {load()['loadavg_1_5_15']}\n\n"
+                "Regenerate: `python benchmarks/explanation_cost.py`\n")
+    print(markdown)
+    write_results("explanation_cost", cpu_name(), {"rows": rows, "load_before": before, "load_after": load()}, markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
