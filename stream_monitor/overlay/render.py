@@ -16,6 +16,7 @@ import numpy as np
 from ..transport.messages import decode_heatmap
 from .drift_badge import draw_drift_badge
 from .explanation_panel import draw_explanation_neurons, score_terms_line
+from .evidence_label import evidence_label
 
 __all__ = ["ViewerStatus", "render_overlay"]
 
@@ -43,11 +44,12 @@ def _state_colour(result: dict) -> tuple[tuple[int, int, int], str]:
     alert = result["alert"]
     if result.get("flags"):  # the score is not trusted (NaN / inf): say so, whatever the alert state
         return _GREY, "SCORE INVALID  " + ", ".join(result["flags"])
+    fired = evidence_label(result)
     if alert["active"]:
         since = max(0.0, result["t_capture"] - alert["since"]) if alert["since"] else 0.0
-        return _RED, f"OOD ALERT #{alert['id']}  out of distribution  {since:.1f} s"
+        return _RED, f"OOD ALERT #{alert['id']}  out of distribution  {since:.1f} s{fired}"
     if result["over_threshold"]:
-        return _AMBER, f"above threshold  {alert['over']}/{alert['window']} frames"
+        return _AMBER, f"above threshold  {alert['over']}/{alert['window']} frames{fired}"
     return _GREEN, "in distribution"
 
 
@@ -96,7 +98,7 @@ def _panel(height: int, result: dict, status: ViewerStatus, explanation=None) ->
     y += 24
     _text(panel, f"probability {result['probability']:.0%}", (14, y), 0.5, _GREY)
     y += 26
-    _text(panel, "NERO OOD score", (14, y), 0.5, _WHITE)
+    _text(panel, "site + NERO evidence" if result.get("evidence") else "NERO OOD score", (14, y), 0.5, _WHITE)
     y = _gauge(panel, y + 10, result)
     parts = result["parts"]
     if explanation is not None:  # name only what the score is made of (explain_assets.ExplanationAssets)

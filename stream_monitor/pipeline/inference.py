@@ -62,6 +62,8 @@ def load_scorer(config: ModelConfig, batch_sizes: Sequence[int] = (1,)) -> tuple
     from ..explain_assets import load_beside
     from ..models.registry import load_classifier, sha256_file
     from ..nero import NeroDetector
+    from ..sitemodel.artifact import load_site_model
+    from ..sitemodel.scorer import create_site_scorer
 
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -77,10 +79,14 @@ def load_scorer(config: ModelConfig, batch_sizes: Sequence[int] = (1,)) -> tuple
         options = EngineOptions(precision=config.precision, threads=config.threads)
         scorer = create_scorer(model, detector, config.backend, top_n=config.top_neurons,
                                heatmaps=config.heatmap, options=options, explanation=explanation)
+    site = load_site_model(detector_path)
+    if site is not None:  # an enrolled site: the site model scores beside NERO (stream_monitor/sitemodel)
+        scorer = create_site_scorer(scorer, model, site)
     warm_up(scorer, batch_sizes)
     info = {"backend": getattr(scorer, "backend", type(scorer).__name__), "model": Path(checkpoint).name,
             "arch": str(meta.get("arch", "?")), "detector": Path(detector_path).name,
-            "threshold": detector.threshold, "class_names": detector.class_names or list(meta.get("class_names", [])),
+            "threshold": scorer.threshold if site is not None else detector.threshold,
+            "class_names": detector.class_names or list(meta.get("class_names", [])),
             "torch": torch.__version__, "threads": torch.get_num_threads()}
     return scorer, info
 

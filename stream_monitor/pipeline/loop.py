@@ -21,6 +21,7 @@ from ..config import MonitorConfig
 from ..explain_record import alert_explanation
 from ..observability.metrics import Metrics
 from ..preprocess import normalize_uint8
+from ..sitemodel.scorer import evidence_fields
 from ..transport.messages import alert_message, result_message
 from ..transport.schema import encode, topic
 from ..transport.sockets import Publisher
@@ -133,6 +134,8 @@ class InferenceLoop:
             heatmap=heat, frame_size=frame.size, box=frame.box)
         if self.drift is not None:  # optional v1 field: "input not validated", separate from the OOD alert
             message["drift"] = self.drift.update(stream, frame.seq, score, tracker.threshold, frame.t_capture)
+        if getattr(scored, "evidence", None) is not None:  # an enrolled site: what the fused score rests on
+            message["evidence"] = evidence_fields(scored, i)
         if flags:
             message["flags"] = flags
         for event in events:  # audit first: an alert that was published but not logged must not exist
