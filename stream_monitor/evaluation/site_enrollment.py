@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..metrics import auroc
 from ..sitemodel import frame_score
 from ..sitemodel.calibration import evidence_fired, fuse, p_values
 from ..sitemodel.site_model import SiteOptions, group_memories
@@ -81,12 +82,17 @@ def _site_rates(dist, valid, nero, enroll, held, polyp_index, top_k, rule, befor
 
     held_flags = np.concatenate([flagged(q)[0] for q in held])
     polyp_flags, fired = flagged(polyp_index)
+    held_site = np.concatenate([frame_score(np.minimum.reduce([dist[q][g] for g in enroll]), valid[q], top_k) for q in held])
+    polyp_site = frame_score(np.minimum.reduce([dist[polyp_index][g] for g in enroll]), valid[polyp_index], top_k)
+    finite = np.isfinite(held_site)
+    ranking = {"site_auroc": auroc(held_site[finite], polyp_site[np.isfinite(polyp_site)]),
+               "nero_auroc": auroc(np.concatenate([nero[q] for q in held]), nero[polyp_index])}
     evidence = {}
     if fired is not None:
         for kind in ("site", "nero"):
             evidence[kind] = float(np.mean([kind in f for f, hit in zip(fired, polyp_flags) if hit])) if polyp_flags.any() else 0.0
     return {"false_alerts": float(held_flags.mean()), "polyps_flagged": float(polyp_flags.mean()),
-            "held_frames": int(len(held_flags)), "polyp_evidence": evidence}
+            "held_frames": int(len(held_flags)), "polyp_evidence": evidence, **ranking}
 
 
 def _splits(n: int, site: str):
@@ -144,6 +150,8 @@ def evaluate(options: SiteOptions, before_threshold: float, sites=(*CENTRES, "hk
                     "false_alerts_max": float(np.max([r["false_alerts"] for r in runs])),
                     "polyps_flagged_mean": float(np.mean([r["polyps_flagged"] for r in runs])),
                     "polyps_flagged_min": float(np.min([r["polyps_flagged"] for r in runs])),
+                    "site_auroc_mean": float(np.mean([r["site_auroc"] for r in runs])),
+                    "nero_auroc_mean": float(np.mean([r["nero_auroc"] for r in runs])),
                     "before": {"false_alerts": before_fa, "polyps_flagged": before_polyp},
                     "distance_seconds": elapsed}
             print(f"{site} {backbone}: distances {elapsed:.1f} s", flush=True)
@@ -175,7 +183,8 @@ def write_report(results: dict, options: SiteOptions, out: Path, command: str) -
              "frames, polyps = the centre's 125 polyp frames. Mean over splits (worst split in brackets).", "",
              "## Chosen per centre by leave-one-centre-out (chosen on the other two centres)", "",
              "| centre | chosen (backbone, top-k, fusion) | before: false alerts / polyps | NERO threshold enrolled | "
-             "site model enrolled: false alerts / polyps | target met |", "|---|---|---|---|---|---|"]
+             "site model enrolled: false alerts / polyps | AUROC held-apart normal vs polyps: site / NERO | target met |",
+             "|---|---|---|---|---|---|---|"]
     for c, config in chosen.items():
         r = results[f"{c}|{config}"]
         nt = results[f"{c}|{config.split('|')[0]}|top{TOP_KS[0]}|nero-threshold"]
@@ -183,16 +192,17 @@ def write_report(results: dict, options: SiteOptions, out: Path, command: str) -
         lines.append(f"| {c} | {config.replace('|', ', ')} | {r['before']['false_alerts']:.0%} / {r['before']['polyps_flagged']:.0%} "
                      f"| {nt['false_alerts_mean']:.0%} / {nt['polyps_flagged_mean']:.0%} "
                      f"| {r['false_alerts_mean']:.1%} (max {r['false_alerts_max']:.1%}) / {r['polyps_flagged_mean']:.1%} "
-                     f"(min {r['polyps_flagged_min']:.1%}) | {'yes' if met else 'no'} |")
+                     f"(min {r['polyps_flagged_min']:.1%}) | {r['site_auroc_mean']:.2f} / {r['nero_auroc_mean']:.2f} "
+                     f"| {'yes' if met else 'no'} |")
     lines += ["", "## Full grid (mean over splits: false alerts / polyps flagged)", "",
-              "| site | backbone | top-k | fusion | false alerts (max) | polyps flagged (min) | polyp alerts with site / NERO evidence |",
-              "|---|---|---|---|---|---|---|"]
+              "| site | backbone | top-k | fusion | false alerts (max) | polyps flagged (min) | site AUROC | polyp alerts with site / NERO evidence |",
+              "|---|---|---|---|---|---|---|---|"]
     for key, r in results.items():
         ev = r["splits"][0]["polyp_evidence"]
         evs = f"{ev.get('site', 0):.0%} / {ev.get('nero', 0):.0%}" if ev else "—"
         lines.append(f"| {r['site']} | {r['backbone']} | {r['top_k'] if r['rule'] != 'nero-threshold' else '—'} | {r['rule']} "
                      f"| {r['false_alerts_mean']:.1%} ({r['false_alerts_max']:.1%}) | {r['polyps_flagged_mean']:.1%} "
-                     f"({r['polyps_flagged_min']:.1%}) | {evs} |")
+                     f"({r['polyps_flagged_min']:.1%}) | {r['site_auroc_mean']:.2f} | {evs} |")
     lines += ["", f"Options: {json.dumps(options.__dict__)}. `hk` = HyperKvasir as a site (enroll: ID train in "
               f"{HK_GROUPS} random groups; held apart: ID test; polyps: the split's polyp class). "
               "Evidence column: of the polyp frames flagged (first split), the share whose site / NERO p-value was "

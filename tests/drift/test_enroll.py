@@ -4,6 +4,7 @@ centres (symlinked, never copied) and the bundled model and detector."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,6 +18,7 @@ from stream_monitor.evaluation.datasets import SHARED_DATA
 from stream_monitor.features import extract
 from stream_monitor.models.registry import load_classifier, sha256_file
 from stream_monitor.nero import NeroDetector
+from stream_monitor.scope_mask import ScopeMasker
 
 SEQUENCES = SHARED_DATA / "sequences" / "polypgen-negative"
 USED = ("seq03_neg", "seq05_neg", "seq13_neg")  # 23 + 39 + 13 frames; seq05 (the middle one) is held back
@@ -37,8 +39,13 @@ def site_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model_and_features(site_folder):
     model, _ = load_classifier(bundled.MODEL)
-    feats = {name: extract(model, ((str(p), read_image(p)) for p in list_images(site_folder / name)), progress=False).features
-             for name in USED}
+    # as enrollment and the live capture path see the frames: scope-cropped by one running ScopeMasker over
+    # the folder's frames in enrollment order (sitemodel.footage), then resized
+    masker = ScopeMasker(mode="auto")
+    cropped = [(str(p), masker.apply(read_image(p))) for p in list_images(site_folder, recursive=True)]
+    all_feats = extract(model, iter(cropped), progress=False).features
+    recording = np.array([Path(name).parent.name for name, _ in cropped])
+    feats = {name: all_feats[recording == name] for name in USED}
     return model, feats
 
 
@@ -46,7 +53,8 @@ def model_and_features(site_folder):
 def test_enroll_writes_a_loadable_site_detector_that_stops_flagging_the_sites_normal_footage(
         procedure, site_folder, model_and_features, tmp_path, capsys):
     out = tmp_path / "site.npz"
-    assert main(["enroll", "--source", str(site_folder), "--out", str(out), "--procedure", procedure]) == 0
+    assert main(["enroll", "--source", str(site_folder), "--out", str(out), "--procedure", procedure,
+                 "--no-site-model"]) == 0  # the site model has its own tests (tests/sitemodel/)
     summary = json.loads(capsys.readouterr().out.split("\n", 1)[1].rsplit("}", 1)[0] + "}")
     assert summary["held_back"] == 39  # the whole middle recording, nothing else
 
@@ -82,7 +90,7 @@ def test_enroll_reads_a_video_one_frame_per_interval_and_holds_back_blocks(tmp_p
         pytest.skip(f"development data not found at {clip}")
     out = tmp_path / "video_site.npz"
     # About 13 s at 30 fps, every 3rd frame (0.1 s) kept; plumbing only (this clip is not normal colon).
-    assert main(["enroll", "--source", str(clip), "--every-s", "0.1", "--out", str(out)]) == 0
+    assert main(["enroll", "--source", str(clip), "--every-s", "0.1", "--out", str(out), "--no-site-model"]) == 0
     summary = json.loads(capsys.readouterr().out.split("\n", 1)[1].rsplit("}", 1)[0] + "}")
     capture = cv2.VideoCapture(str(clip))
     expected = -(-int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) // round(0.1 * capture.get(cv2.CAP_PROP_FPS)))
