@@ -40,7 +40,7 @@ class SiteOptions:
     max_coreset: int = 2000
     top_k: int = 10
     alpha: float = 0.05
-    fusion: str = "site"
+    fusion: str = "fisher"  # chosen by leave-one-centre-out on PolypGen A, B, C (docs/results/site-enrollment)
     backbone: str = "imagenet"
     layer: str = "blocks.2+blocks.4"
     seed: int = 0
