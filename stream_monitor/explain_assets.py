@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,18 +38,21 @@ def explanation_path(detector_path: str | os.PathLike) -> Path:
 
 @dataclass(frozen=True)
 class ExplanationAssets:
-    """patch: the patch map (explain_patch.py); atlas: neuron thumbnails (explain_neurons.py);
+    """patch: the patch map (explain_patch.py), or None while it does not measure better than the live
+    heatmap (docs/results/explanations; then the channel-deviation heatmap stays); atlas: neuron
+    thumbnails (explain_neurons.py);
     head_sha256: the classifier head both were fitted with; score_terms: what the detector's score is
     made of ("distance", "bias", "rho", "residual"), so that viewers name only those."""
 
-    patch: PatchExplainer
+    patch: PatchExplainer | None
     atlas: NeuronAtlas
     head_sha256: str
     score_terms: tuple[str, ...] = ("residual",)
 
     def save(self, path: str | os.PathLike) -> None:
-        arrays = {**self.patch.arrays(), **self.atlas.to_arrays()}
-        meta = {"kind": ARTIFACT_KIND, "patch": self.patch.metadata(), "head_sha256": self.head_sha256,
+        arrays = {**(self.patch.arrays() if self.patch else {}), **self.atlas.to_arrays()}
+        meta = {"kind": ARTIFACT_KIND, "patch": self.patch.metadata() if self.patch else None,
+                "head_sha256": self.head_sha256,
                 "atlas": {"thumb": self.atlas.thumb, "per_neuron": self.atlas.per_neuron},
                 "score_terms": list(self.score_terms),
                 "created_at": artifact.utc_now(), "versions": artifact.library_versions()}
@@ -66,7 +70,8 @@ class ExplanationAssets:
             atlas = NeuronAtlas.from_arrays(arrays, **meta["atlas"])
         except (InputError, KeyError, TypeError) as exc:
             raise ArtifactError(f"{path}: invalid neuron atlas ({exc})") from exc
-        return cls(PatchExplainer.from_parts(arrays, meta["patch"], str(path)), atlas, meta["head_sha256"],
+        patch = PatchExplainer.from_parts(arrays, meta["patch"], str(path)) if meta.get("patch") else None
+        return cls(patch, atlas, meta["head_sha256"],
                    tuple(meta.get("score_terms", ())))
 
 
@@ -76,7 +81,7 @@ def refine_batch(assets: ExplanationAssets, scored, images: np.ndarray, relevanc
     are given and the batch has heatmaps on) and, for a detector that scores the relevance residual, the
     neurons that drive that score (signed: + fires more / − less than on ID frames) as its top neurons."""
     changes = {}
-    if descriptors is not None and scored.heatmaps is not None:
+    if assets.patch is not None and descriptors is not None and scored.heatmaps is not None:
         changes["heatmaps"] = assets.patch.heatmaps(assets.patch.maps_from_descriptors(descriptors, images))
     if detector.config.use_residual and top_n > 0:
         arrays = detector.fitted_arrays()
@@ -100,12 +105,12 @@ def score_terms(detector: NeroDetector) -> tuple[str, ...]:
 
 
 def fit_explanations(model, detector: NeroDetector, train_images: np.ndarray, held_out_images: np.ndarray,
-                     settings: PatchMapSettings = PatchMapSettings()) -> ExplanationAssets:
-    """Both parts from ID frames, (N, 3, 224, 224) float32 normalised: the patch memory and atlas from
-    the training frames, the patch map's offset from the held-out ones."""
+                     settings: PatchMapSettings | None = PatchMapSettings()) -> ExplanationAssets:
+    """From ID frames, (N, 3, 224, 224) float32 normalised: the atlas and (unless settings is None) the
+    patch memory from the training frames, the patch map's offset from the held-out ones."""
     from .explain_patch import denormalize
 
-    patch = PatchExplainer.fit(model, train_images, held_out_images, settings)
+    patch = PatchExplainer.fit(model, train_images, held_out_images, settings) if settings is not None else None
     maps = []
     with torch.inference_mode():
         for start in range(0, len(train_images), 32):
@@ -114,6 +119,29 @@ def fit_explanations(model, detector: NeroDetector, train_images: np.ndarray, he
     atlas = NeuronAtlas.fit(np.concatenate(maps), denormalize(train_images))
     weight, bias = model.head_arrays()
     return ExplanationAssets(patch, atlas, artifact.head_sha256(weight, bias), score_terms(detector))
+
+
+PATCH_FAMILY = "patch map"
+MEASURES = ("pointing_game", "mass_lift", "auroc_inside")
+
+
+def validated_patch_settings(measured: dict) -> PatchMapSettings | None:
+    """The patch map's chosen settings when, on the report part of every masked set, it beats every other
+    map on all three measures (explanation_run's maps.json); else None (the live heatmap stays)."""
+    families = {r["family"]: r for r in measured["results"]}
+    patch = next((r for name, r in families.items() if name.startswith(PATCH_FAMILY)), None)
+    if patch is None:
+        return None
+    for name, other in families.items():
+        if other is patch:
+            continue
+        for set_name, parts in patch["measures"].items():
+            mine, theirs = parts["report"], other["measures"][set_name]["report"]
+            if any(mine[m] <= theirs[m] for m in MEASURES):
+                return None
+    chosen = patch["chosen"]
+    return PatchMapSettings(layer=chosen["layer"], coreset=int(chosen["coreset"]), sigma=float(chosen["sigma"]),
+                            quantile=chosen["quantile"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,10 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=bundled.MODEL)
     parser.add_argument("--detector", type=Path, default=bundled.DETECTOR, help="checked to belong to the model")
     parser.add_argument("--split", type=Path, default=Path(__file__).resolve().parents[1] / "configs" / "splits" / "hyperkvasir-lgi.json")
-    parser.add_argument("--layer", default=PatchMapSettings.layer)
-    parser.add_argument("--sigma", type=float, default=PatchMapSettings.sigma)
-    parser.add_argument("--quantile", type=float, default=PatchMapSettings.quantile)
-    parser.add_argument("--coreset", type=int, default=PatchMapSettings.coreset)
+    parser.add_argument("--patch-map", choices=("auto", "off"), default="auto",
+                        help="auto: include the patch map, with the settings chosen there, only when --measured says it "
+                             "beats every baseline map on all three measures in every masked set (report part)")
+    parser.add_argument("--measured", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "results"
+                        / "explanations" / "maps.json", help="explanation_run's maps.json")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -140,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     detector = NeroDetector.load(args.detector, *model.head_arrays())
     split = load_split(args.split)
     frames = {s: normalize_uint8(np.stack([to_model_rgb(read_image(p)) for p in split.paths(s)])) for s in ("train", "val")}
-    settings = PatchMapSettings(args.layer, args.coreset, args.sigma, args.quantile)
+    settings = validated_patch_settings(json.loads(args.measured.read_text())) if args.patch_map == "auto" else None
     fit_explanations(model, detector, frames["train"], frames["val"], settings).save(args.out)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB): {settings}")
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB): patch map {settings or 'not included'}")
     return 0
 
 

@@ -109,3 +109,21 @@ def test_a_saved_explainer_loads_with_the_same_map(fitted, tmp_path):
     np.testing.assert_array_equal(loaded.maps(model, images), explainer.maps(model, images))
     with pytest.raises(ArtifactError, match="not a patch explainer"):
         PatchExplainer.load(bundled.DETECTOR)
+
+
+def _measured(patch_pointing: float) -> dict:
+    def family(name, pointing, lift, auroc, chosen=None):
+        parts = {"report": {"pointing_game": pointing, "mass_lift": lift, "auroc_inside": auroc}}
+        return {"family": name, "chosen": chosen or {}, "measures": {"hyperkvasir-polyp": parts, "cvc-clinicdb": parts}}
+
+    chosen = {"layer": "blocks.3", "coreset": 1000, "sigma": 1.0, "quantile": 0.9}
+    return {"results": [family("deviation heatmap (current live map)", 0.5, 2.0, 0.8),
+                        family("centre prior (Gaussian)", 0.45, 3.0, 0.82),
+                        family("patch map (ID patch memory, lit scope region)", patch_pointing, 3.5, 0.9, chosen)]}
+
+
+def test_the_patch_map_goes_live_only_when_it_beats_every_baseline_on_every_measure():
+    from stream_monitor.explain_assets import validated_patch_settings
+
+    assert validated_patch_settings(_measured(0.75)) == PatchMapSettings("blocks.3", 1000, 1.0, 0.9)
+    assert validated_patch_settings(_measured(0.5)) is None  # ties the current map's pointing game: not better

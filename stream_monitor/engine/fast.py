@@ -214,7 +214,7 @@ def create_scorer(model: ClassifierAdapter, detector: NeroDetector, backend: str
     on_gpu = cls.device_type == "cuda"
     # ρ's k-smallest selection: in the graph on a GPU (topk is cheap there); on a CPU torch's topk costs
     # more than the backbone's last layer, so the Numba kernel does it after the graph.
-    patch_blocks = explanation.patch.blocks if (explanation is not None and heatmaps) else ()
+    patch_blocks = explanation.patch.blocks if (explanation is not None and explanation.patch and heatmaps) else ()
     fused = FusedNero(model, detector, project=True, rho=on_gpu, feature_map=heatmaps, patch_blocks=patch_blocks)
     started = time.perf_counter()
     engine = cls(fused, options)

@@ -60,7 +60,7 @@ class Scorer:
     def score_batch(self, images: np.ndarray) -> ScoredBatch:
         """images: (B, 3, 224, 224) float32, ImageNet-normalised (see `stream_monitor.preprocess`)."""
         descriptors = None
-        if self.explanation is not None:
+        if self.explanation is not None and self.explanation.patch is not None:
             from ..explain_patch import forward_with_blocks, patch_descriptors
 
             features, feature_map, kept = forward_with_blocks(self.model, torch.from_numpy(images),

@@ -21,15 +21,17 @@ from ..preprocess import normalize_uint8, to_model_rgb
 from ..sitemodel.patch_memory import PatchFeatureExtractor, PatchMemory, valid_region
 from .explanation_run import Frame, MapFamily
 
-__all__ = ["BACKBONES", "LAYERS", "patch_families"]
+__all__ = ["BACKBONES", "MEMORIES", "patch_families"]
 
 # Only the shipped model's own blocks: their outputs come free with the engine's forward pass, while
 # another backbone (e.g. ImageNet weights) would cost a second forward, far over the live budget.
 BACKBONES = ("bundled",)
-LAYERS = ("blocks.2", "blocks.3", "blocks.2+blocks.4")
+# (blocks, memory entries) that fit the live budget (≤ 10 % of the engine's ~20 ms per frame on this CPU:
+# about 40 MFLOP of nearest-neighbour search per frame = grid cells × memory × channels × 2), chosen
+# before any mask was looked at: 28×28 × 500 × 40 ch and 14×14 × 1000 × 80 ch.
+MEMORIES = (("blocks.2", 500), ("blocks.3", 1000))
 SIGMAS = (0.0, 1.0, 2.0)
 QUANTILES = (None, 0.9, 0.99)
-CORESET = 2000
 SPLIT = Path(__file__).resolve().parents[2] / "configs" / "splits" / "hyperkvasir-lgi.json"
 
 
@@ -55,10 +57,11 @@ def patch_families(model, detector, frames: list[Frame], args) -> list[MapFamily
     names = hashlib.sha1(("|".join(f"{f.set_name}/{f.name}" for f in frames) + model_fingerprint(model)
                           + str(PatchMapSettings(max_patches=PatchMapSettings.max_patches))).encode()).hexdigest()[:10]
     tables: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-    for backbone, layer in itertools.product(BACKBONES, LAYERS):
-        path = cache / f"{backbone}-{layer}-{CORESET}-{names}.npz"
+    print("patch memories: fitting and measuring distances (cached)", flush=True)
+    for backbone, (layer, coreset) in itertools.product(BACKBONES, MEMORIES):
+        path = cache / f"{backbone}-{layer}-{coreset}-{names}.npz"
         if not path.exists():
-            fitted = PatchExplainer.fit(model, train, val, PatchMapSettings(layer, CORESET, sigma=0.0, quantile=None))
+            fitted = PatchExplainer.fit(model, train, val, PatchMapSettings(layer, coreset, sigma=0.0, quantile=None))
             extractor = PatchFeatureExtractor(model, layer=layer)
             d_val, v_val = _distances(extractor, fitted.memory, val, val_rgb)
             d_mask, v_mask = _distances(extractor, fitted.memory, masked, masked_rgb)
@@ -74,11 +77,11 @@ def patch_families(model, detector, frames: list[Frame], args) -> list[MapFamily
             offsets[(backbone, layer, sigma, quantile)] = (
                 0.0 if quantile is None else float(np.quantile(smoothed[table["v_val"]], quantile)))
 
-    def make(frame: Frame, backbone: str, layer: str, sigma: float, quantile: float | None) -> np.ndarray:
+    def make(frame: Frame, backbone: str, layer: str, coreset: int, sigma: float, quantile: float | None) -> np.ndarray:
         table, i = tables[(backbone, layer)], index[(frame.set_name, frame.name)]
         offset = offsets[(backbone, layer, sigma, quantile)]
         return postprocess_distances(table["d_mask"][i:i + 1], table["v_mask"][i:i + 1], sigma, offset)[0]
 
-    candidates = tuple({"backbone": b, "layer": lay, "sigma": s, "quantile": q}
-                       for b, lay, s, q in itertools.product(BACKBONES, LAYERS, SIGMAS, QUANTILES))
-    return [MapFamily(f"patch map (ID patch memory, coreset {CORESET}, lit scope region)", make, candidates)]
+    candidates = tuple({"backbone": b, "layer": lay, "coreset": m, "sigma": s, "quantile": q}
+                       for b, (lay, m), s, q in itertools.product(BACKBONES, MEMORIES, SIGMAS, QUANTILES))
+    return [MapFamily("patch map (ID patch memory, lit scope region)", make, candidates)]

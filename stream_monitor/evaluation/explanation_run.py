@@ -176,8 +176,19 @@ def write_report(out: Path, results: list[dict], frames: list[Frame], command: s
             "inside the mask (mask share = what a flat map gets); mass lift = their ratio per image, averaged; "
             "AUROC inside = map values inside vs outside the mask, per image, averaged.\n\n"
             + _table(results) + "\n\nChosen settings: "
-            + "; ".join(f"{r['family']}: {r['chosen'] or 'fixed'}" for r in results) + "\n")
+            + "; ".join(f"{r['family']}: {r['chosen'] or 'fixed'}" for r in results) + "\n\n" + _verdict(payload) + "\n")
     (out / "README.md").write_text(text)
+
+
+def _verdict(payload: dict) -> str:
+    from ..explain_assets import validated_patch_settings
+
+    settings = validated_patch_settings(payload)
+    if settings is not None:
+        return (f"Verdict: the patch map beats every other map on all three measures in both sets; it goes live "
+                f"({settings}).")
+    return ("Verdict: the patch map does NOT beat every other map on all three measures in both sets, so it does "
+            "not replace the live heatmap (python -m stream_monitor.explain_assets --patch-map auto leaves it out).")
 
 
 def main(argv: list[str] | None = None) -> int:
