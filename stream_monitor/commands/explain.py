@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             "threshold": threshold,
             "flagged": bool(threshold is not None and scored.score[0] > threshold),
             "predicted_class": det.class_names[int(np.argmax(scored.probs[0]))],
-            "map": "patch map" if assets is not None else "channel-deviation heatmap",
+            "map": "patch map" if assets is not None and assets.patch is not None else "channel-deviation heatmap",
             "map_peak": map_peak(scored.heatmaps[0] if scored.heatmaps is not None else None),
             "top_neurons": [int(n) for n in scored.top_neurons[0]],
             "deviations": [float(v) for v in scored.deviations[0]],
