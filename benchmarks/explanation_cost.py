@@ -3,12 +3,11 @@
     python benchmarks/explanation_cost.py [--threads 1] [--min-time 3]
 
 The bundled model, detector and explanation artifact (stream_monitor/assets/nero_default.explain.npz),
-real frames (HyperKvasir polyps), batch 1 (the live path). For each CPU back-end it builds engines
-plain, with the bundled explanation (neuron drivers; the patch map is not in it until it measures
+real frames (HyperKvasir polyps), batch 1 (the live path). For each CPU back-end it times the plain
+engine per frame, and the work an explanation adds, each by itself in the same run: the bundled explanation (neuron drivers; the patch map is not in it until it measures
 better, docs/results/explanations) and with the patch map added at each live-feasible memory size of
 evaluation/explanation_patch.py (a memory of random entries of that size: the search costs the same
-whatever the values), and times their `score_batch` alternately in the same run; the explanation's cost
-is the difference of the medians (and of the bests), its share = difference / plain time.
+whatever the values); share = added time / engine time (medians, and bests).
 Budget (issue 18): ≤ 10 % of the engine's per-frame time.
 """
 
@@ -30,8 +29,8 @@ from stream_monitor import bundled  # noqa: E402
 from stream_monitor.data import list_images, read_image  # noqa: E402
 from stream_monitor.engine import EngineOptions, create_scorer  # noqa: E402
 from stream_monitor.evaluation.explanation_patch import MEMORIES  # noqa: E402
-from stream_monitor.explain_assets import ExplanationAssets, load_beside  # noqa: E402
-from stream_monitor.explain_patch import PatchExplainer  # noqa: E402
+from stream_monitor.explain_assets import ExplanationAssets, load_beside, refine_batch  # noqa: E402
+from stream_monitor.explain_patch import PatchExplainer, forward_with_blocks, patch_descriptors  # noqa: E402
 from stream_monitor.sitemodel.patch_memory import PatchFeatureExtractor, PatchMemory  # noqa: E402
 from stream_monitor.models.registry import load_classifier  # noqa: E402
 from stream_monitor.nero import NeroDetector  # noqa: E402
@@ -55,7 +54,7 @@ def main() -> int:
     assets = load_beside(bundled.DETECTOR, weight, bias)
     if assets is None:
         raise SystemExit("no explanation artifact beside the bundled detector (python -m stream_monitor.explain_assets)")
-    frames = [preprocess_batch([read_image(p)]) for p in list_images(DATA / "hyperkvasir-lgi" / "polyp")[:8]]
+    frames = [preprocess_batch([read_image(p)]) for p in list_images(DATA / "hyperkvasir-lgi" / "polyp")[:1]]
     rows, before = [], load()
     for backend in args.backends.split(","):
         options = EngineOptions(precision="fp32", threads=args.threads)
@@ -72,32 +71,38 @@ def main() -> int:
         except Exception as exc:  # an optional back-end that is not installed
             print(f"skipped {backend}: {exc}")
             continue
-        counter = {"i": 0}
-
-        def frame() -> np.ndarray:
-            counter["i"] += 1
-            return frames[counter["i"] % len(frames)]
-
-        timings = {name: [] for name in scorers}
-        for _ in range(3):  # alternate, so that load changes hit every variant alike
-            for name, scorer in scorers.items():
-                timings[name].append(timeit(lambda s=scorer: s.score_batch(frame()), repeat=20,
-                                            min_time=args.min_time / 3))
-        med = {k: float(np.median([t["median_s"] for t in v])) for k, v in timings.items()}
-        best = {k: float(min(t["best_s"] for t in v)) for k, v in timings.items()}
-        for name in variants:
+        # On a shared, loaded machine the difference of two engine timings is mostly noise, so the added
+        # work is timed by itself: the descriptors' pooling (the only graph addition) and the post-step
+        # (explain_assets.refine_batch: valid region, nearest-patch search, map; the score drivers).
+        image = frames[0]
+        plain = timeit(lambda: scorers["plain"].score_batch(image), repeat=20, min_time=args.min_time)
+        for name, variant in variants.items():
+            scorer = scorers[name]
+            with torch.inference_mode():
+                out = scorer.engine.run(image)
+                scored = scorer.finish(out, detector.threshold)
+            relevance, features = out["relevance"].numpy(), out["features"].numpy()
+            descriptors = out.get("patch_features")
+            added = timeit(lambda: refine_batch(variant, scored, image, relevance, features, descriptors, detector, 5),
+                           repeat=20, min_time=args.min_time)
+            pooling = {"median_s": 0.0, "best_s": 0.0}
+            if variant.patch is not None:
+                with torch.inference_mode():
+                    _, _, kept = forward_with_blocks(model, torch.from_numpy(image), variant.patch.blocks)
+                    pooling = timeit(lambda: patch_descriptors(kept), repeat=20, min_time=args.min_time)
+            extra_med = added["median_s"] + pooling["median_s"]
+            extra_best = added["best_s"] + pooling["best_s"]
             rows.append({"backend": backend, "variant": name, "threads": args.threads,
-                         "plain_median_ms": med["plain"] * 1e3, "explained_median_ms": med[name] * 1e3,
-                         "plain_best_ms": best["plain"] * 1e3, "explained_best_ms": best[name] * 1e3,
-                         "share_median": (med[name] - med["plain"]) / med["plain"],
-                         "share_best": (best[name] - best["plain"]) / best["plain"]})
+                         "engine_median_ms": plain["median_s"] * 1e3, "engine_best_ms": plain["best_s"] * 1e3,
+                         "added_median_ms": extra_med * 1e3, "added_best_ms": extra_best * 1e3,
+                         "share_median": extra_med / plain["median_s"], "share_best": extra_best / plain["best_s"]})
             print(rows[-1], flush=True)
-    lines = ["| back-end | explanation | threads | engine ms/frame (median / best) | with explanation (median / best) | "
-             "explanation's share (median / best) |", "|---|---|---|---|---|---|"]
+    lines = ["| back-end | explanation | threads | engine ms/frame (median / best) | added ms/frame (median / best) | "
+             "added share (median / best) |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['backend']} | {r['variant']} | {r['threads']} | {r['plain_median_ms']:.1f} / {r['plain_best_ms']:.1f} | "
-                     f"{r['explained_median_ms']:.1f} / {r['explained_best_ms']:.1f} | "
-                     f"{r['share_median']:+.1%} / {r['share_best']:+.1%} |")
+        lines.append(f"| {r['backend']} | {r['variant']} | {r['threads']} | {r['engine_median_ms']:.1f} / {r['engine_best_ms']:.1f} | "
+                     f"{r['added_median_ms']:.2f} / {r['added_best_ms']:.2f} | "
+                     f"{r['share_median']:.1%} / {r['share_best']:.1%} |")
     markdown = ("Live per-frame cost of the explanation, batch 1, fp32, real frames; budget ≤ 10 % of the "
                 "engine's time.\n\n" + "\n".join(lines)
                 + f"\n\nLoad before/after: {before['loadavg_1_5_15']} / {load()['loadavg_1_5_15']}\n\n"
