@@ -171,7 +171,7 @@ def write_report(out: Path, results: list[dict], frames: list[Frame], command: s
     (out / "maps.json").write_text(json.dumps(payload, indent=1) + "\n")
     text = (f"# Explanation maps against polyp masks\n\nRegenerate: `{command}`\n\n"
             "Report part only (settings were chosen on the disjoint select part: half the HyperKvasir polyps "
-            "by a seeded split, half the CVC-ClinicDB sequences by sequence). Measures on a {GRID}x{GRID} grid: "
+            f"by a seeded split, half the CVC-ClinicDB sequences by sequence). Measures on a {GRID}x{GRID} grid: "
             "pointing game = the map's maximum inside the mask; mass inside = share of the map's positive mass "
             "inside the mask (mask share = what a flat map gets); mass lift = their ratio per image, averaged; "
             "AUROC inside = map values inside vs outside the mask, per image, averaged.\n\n"
