@@ -87,3 +87,18 @@ def test_explanations_round_trip_beside_the_detector_and_refuse_another_head(tmp
     assert load_beside(tmp_path / "other.npz") is None
     with np.load(path, allow_pickle=False) as raw:  # plain arrays: readable without pickle
         assert "atlas_jpeg" in raw.files
+
+
+def test_the_bundled_explanations_fit_the_bundled_model_and_follow_the_measured_verdict():
+    """nero_default.explain.npz belongs to the shipped head, names a thumbnail strip for every neuron, and
+    carries a patch map exactly when docs/results/explanations says it beats every other map."""
+    import json
+
+    from stream_monitor.explain_assets import validated_patch_settings
+
+    model, _ = load_classifier(bundled.MODEL)
+    assets = load_beside(bundled.DETECTOR, *model.head_arrays())
+    assert assets is not None and assets.atlas.size == model.feature_dim and assets.score_terms == ("residual",)
+    assert assets.atlas.strip(model.feature_dim - 1).shape == (assets.atlas.thumb, 3 * assets.atlas.thumb, 3)
+    measured = json.loads((Path(__file__).resolve().parents[1] / "docs" / "results" / "explanations" / "maps.json").read_text())
+    assert (assets.patch is None) == (validated_patch_settings(measured) is None)
