@@ -48,7 +48,7 @@ class PatchMapSettings:
     quantile: of held-out ID patch distances subtracted from the map (None = no offset)."""
 
     layer: str = "blocks.3"
-    coreset: int = 2000
+    coreset: int = 1000  # 14×14 cells × 1000 × 80 channels: within the live budget (benchmarks/explanation_cost.py)
     sigma: float = 1.0
     quantile: float | None = 0.99
     max_patches: int = 40_000  # seeded subsample of the training patches before the greedy coreset (cost N × coreset)
