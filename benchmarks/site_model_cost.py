@@ -70,7 +70,7 @@ def main() -> int:
             "site: patch features": timeit(lambda: extractor(tensor), repeat=20),
             "site: valid region": timeit(lambda: valid_region(to_uint8_rgb(images), 28, 28), repeat=20),
             "site: nearest-memory search": timeit(lambda: site.memory.distances(maps), repeat=20),
-            "site: frame score + fusion": timeit(lambda: site.score(maps, valid, np.zeros(batch)), repeat=20),
+            "site: search + frame score + fusion": timeit(lambda: site.score(maps, valid, np.zeros(batch)), repeat=20),
             "NERO + site model (SiteScorer)": timeit(lambda: scorer.score_batch(images), repeat=20),
         }
         base = timings["NERO alone (torch-cpu engine)"]["median_s"]
