@@ -11,14 +11,24 @@ Procedures (measured in docs/results/domain-shift/report.md; read it before choo
   extend     also keep the original subspace and centroids and ADD site directions and site centroids
   recenter   shift the relevance centre to the site's mean (costs the original site's sensitivity)
 
-Enrollment can lower false alerts on this site's normal footage. It cannot make the classifier valid at
-a site it was never trained or validated on, and on the dev data it did not recover polyp sensitivity.
+Site model (on by default; --no-site-model for the NERO threshold alone): a patch-level memory of this
+site's normal appearance (stream_monitor/site), with a threshold set by cross-fitting over the
+recordings (sub-folders) or, for one recording, over --blocks contiguous blocks. It is stored in the same
+artifact; `stream-monitor run` then flags a frame when the fused evidence (--fusion) is below --target-tpr's
+complement, and says which evidence fired. Measured per hospital (docs/results/site-enrollment/report.md):
+it ranks a centre's polyps above its unseen normal recordings, but at the enrolled threshold the default
+settings flagged only 2–8 % of the polyps on the dev data — read the report before relying on it.
+
+Enrollment cannot make the classifier valid at a site it was never trained or validated on.
 
 examples:
   stream-monitor enroll --source /data/site_a/normal_cases/ --out site_a_nero.npz
   stream-monitor enroll --source normal_colonoscopy.mp4 --every-s 1 --out site_a_nero.npz
   stream-monitor enroll --source 0 --duration-s 300 --out site_a_nero.npz      # capture device 0, 5 min
   stream-monitor enroll --source normal.mp4 --procedure extend --out site_a_extend.npz
+  stream-monitor enroll --source site_a_recordings/ --fusion min --out site_a.npz   # site model fires on either
+  stream-monitor enroll --source normal.mp4 --no-site-model --out site_a_nero.npz     # NERO threshold only
+  bash scripts/site_enrollment_demo.sh        # enroll PolypGen centre A, replay unseen footage + polyps live
 """
 
 from __future__ import annotations
@@ -33,11 +43,15 @@ import cv2
 import numpy as np
 
 from .. import bundled
-from ..data.features import extract
 from ..data.images import iter_frames, list_images, read_image
 from ..errors import InputError
 from ..nero import NeroDetector
+from ..site.artifact import save_with_site_model
+from ..site.calibration import FUSION_RULES
 from ..site.enroll import PROCEDURES, EnrollOptions, enroll_detector, holdout_mask
+from ..site.footage import analyse_footage, block_groups
+from ..site.patch_memory import PatchFeatureExtractor
+from ..site.site_model import SiteOptions, enroll_site
 from ._common import add_model_arguments, load_model
 
 
@@ -58,6 +72,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--site-components", type=int, default=20, help="extend: site directions added")
     parser.add_argument("--site-clusters", type=int, default=4, help="extend: site centroids added")
     parser.add_argument("--alpha", type=float, default=1.0, help="recenter: share of the site offset removed")
+    site = parser.add_argument_group("site model")
+    site.add_argument("--no-site-model", action="store_true", help="only move NERO's threshold (no site model)")
+    site.add_argument("--fusion", choices=FUSION_RULES, default=SiteOptions.fusion,
+                      help="how the site model and NERO combine after enrollment (default: %(default)s)")
+    site.add_argument("--site-backbone", choices=("imagenet", "bundled"), default=SiteOptions.backbone,
+                      help="patch features: the ImageNet EfficientNet-Lite0 or the classifier's own backbone")
+    site.add_argument("--top-k", type=int, default=SiteOptions.top_k, help="patches averaged into a frame score")
+    site.add_argument("--coreset-fraction", type=float, default=SiteOptions.coreset_fraction,
+                      help="share of each group's patches kept in the memory (default: %(default)s)")
+    site.add_argument("--blocks", type=int, default=5,
+                      help="one recording: contiguous blocks it is cut into for cross-fitting (default: %(default)s)")
 
 
 def _video_frames(path: Path, every_s: float) -> Iterator[tuple[str, np.ndarray]]:
@@ -86,31 +111,53 @@ def _device_frames(target: str, every_s: float, duration_s: float) -> Iterator[t
         capture.release()
 
 
-def load_footage(args: argparse.Namespace) -> tuple[list[tuple[str, np.ndarray]], np.ndarray | None]:
-    """The frames, and for a folder of several recordings the recording index of each frame."""
+class _LazyImages:
+    """(name, frame) pairs of image files, read when iterated: a folder of 1080p frames never sits in
+    memory at full size (analyse_footage reduces each to 224 × 224 at once)."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
+        return ((str(f), read_image(f)) for f in self.files)
+
+
+def load_footage(args: argparse.Namespace) -> tuple[list[tuple[str, np.ndarray]] | _LazyImages, np.ndarray | None]:
+    """The frames, and for a folder of several recordings (sub-folders, symlinked ones followed) the
+    recording index of each frame (None for a video or a device)."""
     path = Path(args.source)
     if path.is_dir():
         files = list_images(path, recursive=True)
         if not files:
-            raise InputError(f"--source {path} holds no images")
+            raise InputError(f"--source {path} holds no images (searched its sub-folders too, links followed)")
         groups = [f.relative_to(path).parts[0] if len(f.relative_to(path).parts) > 1 else "" for f in files]
         names = sorted(set(groups))
-        group_ids = np.array([names.index(g) for g in groups]) if len(names) >= 3 else None
-        return [(str(f), read_image(f)) for f in files], group_ids
+        return _LazyImages(files), np.array([names.index(g) for g in groups])
     if path.is_file():
         return list(_video_frames(path, args.every_s)), None
     return list(_device_frames(args.source, args.every_s, args.duration_s)), None
 
 
 def held_back(n_frames: int, groups: np.ndarray | None, holdout: float) -> np.ndarray:
-    """Whole recordings when there are several (spread over them), else contiguous blocks."""
-    if groups is None:
+    """Whole recordings when there are several (≥ 3, spread over them), else contiguous blocks."""
+    if groups is None or groups.max() < 2:
         return holdout_mask(n_frames, holdout)
     chosen = np.flatnonzero(holdout_mask(groups.max() + 1, holdout, block=1))
     return np.isin(groups, chosen)
 
 
+def _site_groups(groups: np.ndarray | None, n_frames: int, blocks: int) -> np.ndarray:
+    """Recordings when the folder has several (≥ 2), else contiguous blocks of the one recording."""
+    if groups is not None and groups.max() >= 1:
+        return groups
+    return block_groups(n_frames, blocks)
+
+
 def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
     model, model_sha = load_model(args)
     weight, bias = model.head_arrays()
     det = NeroDetector.load(args.detector, weight=weight, bias=bias, model_sha256=model_sha)
@@ -118,17 +165,35 @@ def run(args: argparse.Namespace) -> int:
     mask = held_back(len(frames), groups, args.holdout)
     print(f"enroll: {len(frames)} frames from {args.source}: {int((~mask).sum())} to fit, "
           f"{int(mask.sum())} held back for the threshold", flush=True)
-    features = extract(model, iter(frames), len(frames), description="site footage").features
-    options = EnrollOptions(args.procedure, args.site_components, args.site_clusters, args.alpha, args.target_tpr)
-    site = enroll_detector(det, features[~mask], features[mask], options)
-    site.fit_info["enrollment"]["source"] = str(args.source)
-    site.save(args.out)
-    before = float(np.mean(det.score(features[mask]) > det.threshold)) if det.calibration else None
+    options = SiteOptions(top_k=args.top_k, alpha=round(1.0 - args.target_tpr, 10), fusion=args.fusion,
+                          backbone=args.site_backbone, coreset_fraction=args.coreset_fraction)
+    extractor = PatchFeatureExtractor(model if options.backbone == "bundled" else None, options.layer)
+    footage = analyse_footage(frames, model, extractor, total=len(frames))
+    features = footage.features.astype(np.float64)
+    nero_options = EnrollOptions(args.procedure, args.site_components, args.site_clusters, args.alpha, args.target_tpr)
+    site_det = enroll_detector(det, features[~mask], features[mask], nero_options)
+    site_det.fit_info["enrollment"]["source"] = str(args.source)
     summary = {"out": str(args.out), "procedure": args.procedure, "frames": len(frames),
                "held_back": int(mask.sum()), "threshold_before": det.calibration.threshold if det.calibration else None,
-               "threshold_after": site.threshold,
-               "held_back_over_threshold_before": before,
-               "held_back_over_threshold_after": float(np.mean(site.score(features[mask]) > site.threshold))}
+               "threshold_after": site_det.threshold,
+               "held_back_over_threshold_before":
+                   float(np.mean(det.score(features[mask]) > det.threshold)) if det.calibration else None,
+               "held_back_over_threshold_after": float(np.mean(site_det.score(features[mask]) > site_det.threshold))}
+    if args.no_site_model:
+        site_det.save(args.out)
+    else:
+        site_groups = _site_groups(groups, len(frames), args.blocks)
+        nero_scores = site_det.score(features)
+        # NERO is not fitted on the site's frames under `threshold`; other procedures are, on the fit part
+        nero_cal = nero_scores if args.procedure == "threshold" else nero_scores[mask]
+        parts = [np.flatnonzero(site_groups == g) for g in np.unique(site_groups)]
+        site = enroll_site([footage.maps[i] for i in parts], [footage.valid[i] for i in parts], [nero_cal], options)
+        site.info["source"] = str(args.source)
+        save_with_site_model(args.out, site_det, site)
+        summary["site_model"] = {"groups": len(parts), "memory_size": site.memory.size, "fusion": options.fusion,
+                                 "alpha": options.alpha, "backbone": options.backbone,
+                                 "site_threshold": site.site_threshold}
+    summary["seconds"] = round(time.monotonic() - started, 1)
     print(json.dumps(summary, indent=1))
     print(f"wrote {args.out}. The held-back share over the threshold is {summary['held_back_over_threshold_after']:.1%} "
           f"by construction; the new threshold is only as good as the footage was normal and representative.")

@@ -1,9 +1,11 @@
-"""Explain NERO scores of images: the score and its parts, the neurons that deviate most from the
-nearest ID class centroid (bar chart) and, for CNNs, where those neurons fire (heatmap on the image).
+"""Explain NERO scores of images: the score and the parts it is made of, where the frame is unusual
+(the patch map, when the detector has an explanation artifact beside it; else the channel-deviation
+heatmap) and the neurons the score rests on, with what they usually respond to.
 
 examples:
   stream-monitor explain ../shared/data/hyperkvasir-lgi/polyp/*.jpg --out results/explain
-  stream-monitor explain frame.png --model my.pt --detector my_nero.npz --top 15 --out /tmp/why
+  stream-monitor explain frame.png --model my.pt --detector my_nero.npz --top 6 --out /tmp/why
+  stream-monitor explain --measure --out docs/results/explanations   # maps vs polyp masks, per set
 """
 
 from __future__ import annotations
@@ -17,53 +19,74 @@ import torch
 
 from .. import bundled
 from ..data.images import read_image
+from ..engine import Scorer
+from ..errors import InputError
+from ..explanations.assets import load_beside
+from ..explanations.record import map_peak
 from ..nero import NeroDetector
-from ..nero.heatmap import deviation_heatmap, explanation_figure
+from ..nero.heatmap import explanation_figure
 from ..preprocess import preprocess_batch
 from ._common import add_model_arguments, load_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", type=Path, help="image files to explain")
+    parser.add_argument("images", nargs="*", type=Path, help="image files to explain")
     add_model_arguments(parser)
     parser.add_argument("--detector", type=Path, default=bundled.DETECTOR, help="NERO artifact (default: the bundled one)")
-    parser.add_argument("--top", type=int, default=10, help="number of neurons to show")
+    parser.add_argument("--top", type=int, default=5, help="number of neurons to show")
     parser.add_argument("--out", type=Path, required=True, help="folder for the PNGs and explanations.json")
+    parser.add_argument("--measure", action="store_true",
+                        help="instead: measure the explanation maps against the polyp masks of the development "
+                             "data (pointing game, mass inside, AUROC; per set) and write the report to --out")
+    parser.add_argument("--data-root", type=Path, default=Path("../shared/data"), help="for --measure")
 
 
 @torch.inference_mode()
 def run(args: argparse.Namespace) -> int:
+    if args.measure:
+        from ..evaluation.explanation_run import main as measure
+
+        return measure(["--data-root", str(args.data_root), "--out", str(args.out)])
+    if not args.images:
+        raise InputError("give image files to explain, or --measure")
     model, model_sha = load_model(args)
     weight, bias = model.head_arrays()
     det = NeroDetector.load(args.detector, weight=weight, bias=bias, model_sha256=model_sha)
+    assets = load_beside(args.detector, weight, bias)
     threshold = det.calibration.threshold if det.calibration else None
+    scorer = Scorer(model, det, top_n=args.top, explanation=assets)
+    if det.calibration is None:  # Scorer flags against the threshold; explain works without one
+        from ..calibration import Calibration
+
+        det.calibration = Calibration(threshold=float("inf"), target_tpr=float("nan"), achieved_tpr=float("nan"),
+                                      n_validation=0)  # in memory only: nothing is flagged
     args.out.mkdir(parents=True, exist_ok=True)
     records = []
     for path in args.images:
         image = read_image(path)
-        _, features, feature_map = model(torch.from_numpy(preprocess_batch([image])))
-        exp = det.explain(features.double().numpy(), top_n=args.top)
-        heat = None
-        if feature_map is not None:
-            heat = deviation_heatmap(feature_map[0].numpy(), exp.top_neurons[0], exp.deviations[0])
+        scored = scorer.score_batch(preprocess_batch([image]))
         png = args.out / f"{path.stem}_explain.png"
-        explanation_figure(png, image, exp, 0, det.class_names, threshold, heat, path.name)
+        explanation_figure(png, image, scored, 0, det.class_names, threshold, det.config, path.name,
+                           assets.atlas if assets is not None else None)
         record = {
             "image": str(path),
-            "score": float(exp.parts.score[0]),
+            "score": float(scored.score[0]),
             "threshold": threshold,
-            "flagged": bool(threshold is not None and exp.parts.score[0] > threshold),
-            "distance": float(exp.parts.distance[0]),
-            "bias_term": float(exp.parts.bias_term[0]),
-            "rho": float(exp.parts.rho[0]),
-            "predicted_class": det.class_names[int(np.argmax(exp.parts.probs[0]))],
-            "reference_class": det.class_names[int(exp.reference_class[0])],
-            "top_neurons": exp.top_neurons[0].tolist(),
-            "deviations": exp.deviations[0].tolist(),
+            "flagged": bool(threshold is not None and scored.score[0] > threshold),
+            "predicted_class": det.class_names[int(np.argmax(scored.probs[0]))],
+            "map": "patch map" if assets is not None and assets.patch is not None else "channel-deviation heatmap",
+            "map_peak": map_peak(scored.heatmaps[0] if scored.heatmaps is not None else None),
+            "top_neurons": [int(n) for n in scored.top_neurons[0]],
+            "deviations": [float(v) for v in scored.deviations[0]],
+            "deviations_meaning": ("part of the score, + fires more / − less than on ID frames" if assets is not None
+                               else "relevance minus the nearest class centroid"),
             "figure": str(png),
         }
+        if not (det.config.use_residual and not (det.config.use_distance or det.config.use_bias)):
+            record.update(distance=float(scored.distance[0]), bias_term=float(scored.bias_term[0]), rho=float(scored.rho[0]))
         records.append(record)
         state = "OOD" if record["flagged"] else "ok "
         print(f"{state} score {record['score']:10.4g}  {path.name}  → {png}")
     (args.out / "explanations.json").write_text(json.dumps(records, indent=2) + "\n")
     return 0
+

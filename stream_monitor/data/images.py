@@ -6,6 +6,7 @@ Kept apart from the split module so that a capture process never imports the off
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -52,9 +53,22 @@ def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"image folder {folder} does not exist")
-    pattern = "**/*" if recursive else "*"
-    files = [p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    candidates = _walk_following_links(folder) if recursive else folder.glob("*")
+    files = [p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
     return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _walk_following_links(folder: Path) -> Iterator[Path]:
+    """Every file below `folder`, symlinked folders included (a site's recordings are often links into
+    an archive; Path.glob("**") does not enter them), each real folder visited once (no link loops)."""
+    seen: set[str] = set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        yield from (Path(root) / name for name in names)
 
 
 def _iter_video(path: Path, stride: int) -> Iterator[FrameRecord]:

@@ -41,8 +41,10 @@ log = logging.getLogger("stream_monitor.engine")
 class EngineScorer:
     """Scores preprocessed frames through a compiled back-end and the scoring kernels."""
 
-    def __init__(self, engine: EngineBackend, detector: NeroDetector, top_n: int = 5, heatmaps: bool = True) -> None:
+    def __init__(self, engine: EngineBackend, detector: NeroDetector, top_n: int = 5, heatmaps: bool = True,
+                 explanation=None) -> None:
         self.engine = engine
+        self.explanation = explanation  # explanations.assets.ExplanationAssets: the validated map and neuron drivers
         self.backend = engine.name
         self.detector = detector
         self.top_n = top_n
@@ -70,7 +72,15 @@ class EngineScorer:
             return _concatenate(parts)
         threshold = self.detector.threshold  # raises NotFittedError before any work if uncalibrated
         with torch.inference_mode():
-            return self.finish(self.engine.run(images), threshold)
+            out = self.engine.run(images)
+            scored = self.finish(out, threshold)
+        if self.explanation is not None:  # the patch map and the score's driving neurons (explanations/assets.py)
+            from ..explanations.assets import refine_batch
+
+            descriptors = out["patch_features"].cpu() if "patch_features" in out else None
+            scored = refine_batch(self.explanation, scored, images, out["relevance"].cpu().numpy(),
+                                  out["features"].cpu().numpy(), descriptors, self.detector, self.top_n)
+        return scored
 
     def score_uint8(self, rgb: np.ndarray) -> ScoredBatch:
         """rgb: (B, H, W, 3) uint8 model-sized RGB, as the capture processes write it to the ring; the
@@ -193,7 +203,8 @@ def _concatenate(parts: list[ScoredBatch]) -> ScoredBatch:
 
 
 def create_scorer(model: ClassifierAdapter, detector: NeroDetector, backend: str = "auto", *, device: str = "auto",
-                  top_n: int = 5, heatmaps: bool = True, options: EngineOptions | None = None) -> EngineScorer:
+                  top_n: int = 5, heatmaps: bool = True, options: EngineOptions | None = None,
+                  explanation=None) -> EngineScorer:
     """Build the fastest available engine for `model` + `detector` and say which at start-up (INFO log).
 
     backend: "auto" (tensorrt → torch-cuda → openvino → torch-cpu, first available) or one of
@@ -201,6 +212,8 @@ def create_scorer(model: ClassifierAdapter, detector: NeroDetector, backend: str
     device: "auto", "cpu" or "cuda" — restricts "auto".
     options: precision, max_batch, threads (None: all cores but one), cache_dir, image_size (see
         `EngineOptions`).
+    explanation: `explanations.assets.ExplanationAssets` fitted for this model: its patch map replaces the
+        heatmap (descriptors from the engine's own forward pass), its score drivers the top neurons.
     The detector must be fitted on this model's head (checked) and calibrated before scoring.
     """
     options = options or EngineOptions()
@@ -212,10 +225,11 @@ def create_scorer(model: ClassifierAdapter, detector: NeroDetector, backend: str
     on_gpu = cls.device_type == "cuda"
     # ρ's k-smallest selection: in the graph on a GPU (topk is cheap there); on a CPU torch's topk costs
     # more than the backbone's last layer, so the Numba kernel does it after the graph.
-    fused = FusedNero(model, detector, project=True, rho=on_gpu, feature_map=heatmaps)
+    patch_blocks = explanation.patch.blocks if (explanation is not None and explanation.patch and heatmaps) else ()
+    fused = FusedNero(model, detector, project=True, rho=on_gpu, feature_map=heatmaps, patch_blocks=patch_blocks)
     started = time.perf_counter()
     engine = cls(fused, options)
-    scorer = EngineScorer(engine, detector, top_n=top_n, heatmaps=heatmaps)
+    scorer = EngineScorer(engine, detector, top_n=top_n, heatmaps=heatmaps, explanation=explanation)
     log.info("engine back-end: %s — built in %.1f s%s", engine.describe(), time.perf_counter() - started,
              "".join(f"; skipped {s}" for s in skipped))
     return scorer

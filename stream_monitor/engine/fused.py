@@ -27,7 +27,7 @@ __all__ = ["FusedNero", "NeroHead", "OUTPUT_NAMES"]
 
 # Everything a FusedNero can return, in this order; `FusedNero.output_names` says which it does.
 OUTPUT_NAMES = ("logits", "probs", "features", "relevance", "bias_relevance", "projected", "rho", "residual",
-                "feature_map")
+                "feature_map", "patch_features")
 
 
 class NeroHead(nn.Module):
@@ -131,7 +131,7 @@ class FusedNero(nn.Module):
 
     def __init__(self, model: ClassifierAdapter, detector: NeroDetector, *, project: bool = True,
                  rho: bool = True, feature_map: bool = True, backbone_dtype: torch.dtype | None = None,
-                 autocast_dtype: torch.dtype | None = None) -> None:
+                 autocast_dtype: torch.dtype | None = None, patch_blocks: tuple[int, ...] = ()) -> None:
         super().__init__()
         weight, bias = model.head_arrays()
         detector.check_head(weight, bias)
@@ -147,26 +147,40 @@ class FusedNero(nn.Module):
         self.autocast_dtype = autocast_dtype
         # The adapter says whether it has a map (CNNs, token grids that pool to the feature) or None.
         self.with_feature_map = feature_map and bool(model.has_feature_map)
+        # The patch explanation map's descriptors (explanations/patch.py): these blocks' outputs, taken from
+        # this same forward pass, so the map costs no second backbone run.
+        self.patch_blocks = tuple(patch_blocks)
 
     @property
     def output_names(self) -> tuple[str, ...]:
         head = self.head.output_names()
         names = head[:2] + ("features",) + head[2:]
-        return names + (("feature_map",) if self.with_feature_map else ())
+        return (names + (("feature_map",) if self.with_feature_map else ())
+                + (("patch_features",) if self.patch_blocks else ()))
+
+    def _backbone(self, images: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        if not self.patch_blocks:
+            return (*self.model.forward_features(images), None)
+        from ..explanations.patch import forward_with_blocks, patch_descriptors
+
+        features, feature_map, kept = forward_with_blocks(self.model, images, self.patch_blocks)
+        return features, feature_map, patch_descriptors(kept)
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         if self.backbone_dtype is not None:
             images = images.to(self.backbone_dtype)
         if self.autocast_dtype is not None:
             with torch.autocast(images.device.type, dtype=self.autocast_dtype):
-                features, feature_map = self.model.forward_features(images)
+                features, feature_map, patches = self._backbone(images)
         else:
-            features, feature_map = self.model.forward_features(images)
+            features, feature_map, patches = self._backbone(images)
         features = features.float()
         head = self.head(features)
         out = head[:2] + (features,) + head[2:]
         if self.with_feature_map:
             out = out + (feature_map.float(),)
+        if patches is not None:
+            out = out + (patches.float(),)
         return out
 
     def named_outputs(self, outputs: tuple[Tensor, ...]) -> dict[str, Tensor]:

@@ -17,13 +17,15 @@ class Scorer:
 
     backend = "torch-cpu-reference"
 
-    def __init__(self, model: ClassifierAdapter, detector: NeroDetector, top_n: int = 5, heatmaps: bool = True) -> None:
+    def __init__(self, model: ClassifierAdapter, detector: NeroDetector, top_n: int = 5, heatmaps: bool = True,
+                 explanation=None) -> None:
         weight, bias = model.head_arrays()
         detector.check_head(weight, bias)
         self.model = model.eval()
         self.detector = detector
         self.top_n = top_n
         self.heatmaps = heatmaps
+        self.explanation = explanation  # explanations.assets.ExplanationAssets: the validated map and neuron drivers
 
     @property
     def threshold(self) -> float:
@@ -32,14 +34,22 @@ class Scorer:
     @torch.inference_mode()
     def score_batch(self, images: np.ndarray) -> ScoredBatch:
         """images: (B, 3, 224, 224) float32, ImageNet-normalised (see `stream_monitor.preprocess`)."""
-        _, features, feature_map = self.model(torch.from_numpy(images))
+        descriptors = None
+        if self.explanation is not None and self.explanation.patch is not None:
+            from ..explanations.patch import forward_with_blocks, patch_descriptors
+
+            features, feature_map, kept = forward_with_blocks(self.model, torch.from_numpy(images),
+                                                              self.explanation.patch.blocks)
+            descriptors = patch_descriptors(kept)
+        else:
+            _, features, feature_map = self.model(torch.from_numpy(images))
         exp = self.detector.explain(features.double().numpy(), top_n=self.top_n)
         parts = exp.parts
         heat = None
         if self.heatmaps and feature_map is not None:
             maps = feature_map.numpy()
             heat = np.stack([deviation_heatmap(maps[i], exp.top_neurons[i], exp.deviations[i]) for i in range(len(maps))])
-        return ScoredBatch(
+        scored = ScoredBatch(
             probs=parts.probs.astype(np.float32),
             predicted=parts.probs.argmax(axis=1),
             score=parts.score,
@@ -51,3 +61,9 @@ class Scorer:
             deviations=exp.deviations.astype(np.float32),
             heatmaps=heat,
         )
+        if self.explanation is None:
+            return scored
+        from ..explanations.assets import refine_batch
+
+        return refine_batch(self.explanation, scored, images, parts.relevance, features.double().numpy(),
+                            descriptors if self.heatmaps else None, self.detector, self.top_n)

@@ -1,7 +1,10 @@
-"""Explanations a person can look at: which neurons deviate from the nearest ID class, and where.
+"""Explanations a person can look at: where the frame is unusual and which neurons the score rests on.
 
-For a CNN each neuron of the pooled feature is a channel of the last feature map, so the channels that
-deviate most, weighted by |deviation|, make a cheap image-space heatmap (docs/NERO.md §11).
+Two generations live here. The channel-deviation heatmap (Σ|deviation| × channel activation of the
+last feature map, docs/NERO.md §11) is what a detector without an explanation artifact gets. With one
+(explanations/assets.py), the map is the patch map (explanations/patch.py) — measured against polyp masks in
+docs/results/explanations — and the neurons are the score's drivers, shown with training-patch
+thumbnails (explanations/neurons.py).
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
-from . import Explanation  # noqa: E402
 
 
 def deviation_heatmap(feature_map: np.ndarray, neurons: np.ndarray, deviations: np.ndarray) -> np.ndarray:
@@ -38,30 +39,52 @@ def blend_heatmap(image_bgr: np.ndarray, heat: np.ndarray, alpha: float = 0.45) 
     return cv2.addWeighted(image_bgr, 1 - alpha, coloured, alpha, 0)
 
 
-def explanation_figure(path: Path, image_bgr: np.ndarray, explanation: Explanation, index: int, class_names: list[str],
-                       threshold: float | None, heat: np.ndarray | None, title: str) -> None:
-    """One PNG: the image (with heatmap when there is one), the score's parts, the top deviating neurons."""
-    parts = explanation.parts
-    score = parts.score[index]
+def score_terms_text(detector_config, distance: float, bias_term: float, rho: float) -> str:
+    """The parts of the score that the detector actually uses, as one line (a relevance-residual
+    detector scores the residual alone: distance, λ|R_bias| and ρ are then not shown)."""
+    cfg = detector_config
+    if cfg.use_residual and not (cfg.use_distance or cfg.use_bias or cfg.use_rho):
+        return "score = relevance residual: share of the frame's neuron relevance outside what ID frames span"
+    terms = ([f"distance {distance:.4g}"] if cfg.use_distance else []) + \
+        ([f"λ|R_bias| {bias_term:.4g}"] if cfg.use_bias else []) + ([f"ρ {rho:.3f}"] if cfg.use_rho else [])
+    return ", ".join(terms) + (" × relevance residual" if cfg.use_residual else "")
+
+
+def explanation_figure(path: Path, image_bgr: np.ndarray, scored, index: int, class_names: list[str],
+                       threshold: float | None, detector_config, title: str, atlas=None) -> None:
+    """One PNG: the image with the explanation map, the score and the parts it is made of, and the
+    neurons named with what they usually respond to (thumbnails from the atlas, when there is one).
+
+    scored: a `ScoredBatch` (engine/scorer.py); atlas: `explanations.neurons.NeuronAtlas` or None."""
+    score = scored.score[index]
     flagged = threshold is not None and score > threshold
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1.1, 1]})
-    shown = blend_heatmap(image_bgr, heat) if heat is not None else image_bgr
-    axes[0].imshow(cv2.cvtColor(shown, cv2.COLOR_BGR2RGB))
-    axes[0].axis("off")
-    predicted = class_names[int(parts.probs[index].argmax())]
-    axes[0].set_title(f"{title}\npredicted {predicted} ({parts.probs[index].max():.0%})", fontsize=9)
-    neurons, deviations = explanation.top_neurons[index], explanation.deviations[index]
-    colours = ["tab:red" if d > 0 else "tab:blue" for d in deviations]
-    axes[1].barh([f"#{n}" for n in neurons][::-1], deviations[::-1], color=colours[::-1])
-    axes[1].axvline(0, color="black", lw=0.6)
-    reference = class_names[int(explanation.reference_class[index])]
+    heat = scored.heatmaps[index] if scored.heatmaps is not None else None
+    neurons, values = scored.top_neurons[index], scored.deviations[index]
+    fig = plt.figure(figsize=(11, 4.6))
+    grid = fig.add_gridspec(max(1, len(neurons)) + 1, 2, width_ratios=[1.1, 1])
+    ax = fig.add_subplot(grid[:, 0])
+    ax.imshow(cv2.cvtColor(blend_heatmap(image_bgr, heat) if heat is not None else image_bgr, cv2.COLOR_BGR2RGB))
+    ax.axis("off")
+    predicted = class_names[int(scored.probs[index].argmax())]
+    ax.set_title(f"{title}\npredicted {predicted} ({scored.probs[index].max():.0%})", fontsize=9)
     verdict = "OOD ALERT" if flagged else ("in distribution" if threshold is not None else "no threshold")
-    axes[1].set_title(
-        f"score {score:.4g}" + (f" vs threshold {threshold:.4g}: {verdict}" if threshold is not None else "")
-        + f"\ndistance {parts.distance[index]:.4g}, λ|R_bias| {parts.bias_term[index]:.4g}, ρ {parts.rho[index]:.3f}",
-        fontsize=9,
-    )
-    axes[1].set_xlabel(f"relevance − centroid of '{reference}' (red: above, blue: below)", fontsize=8)
+    head = fig.add_subplot(grid[0, 1])
+    head.axis("off")
+    head.text(0, 0.5, f"score {score:.4g}" + (f" vs threshold {threshold:.4g}: {verdict}" if threshold is not None else "")
+              + "\n" + score_terms_text(detector_config, scored.distance[index], scored.bias_term[index], scored.rho[index])
+              + "\nunusual: (+) more of / (−) less of what these neurons respond to", fontsize=8, va="center")
+    for row, (neuron, value) in enumerate(zip(neurons, values), start=1):
+        cell = fig.add_subplot(grid[row, 1])
+        cell.axis("off")
+        if atlas is not None:
+            cell.imshow(cv2.cvtColor(atlas.strip(int(neuron)), cv2.COLOR_BGR2RGB), extent=(0, 3, 0, 1))
+            word = "more of" if value > 0 else "less of"
+            label = f"{word}  (neuron #{neuron}, {abs(value):.3g} of the score)"
+        else:
+            label = f"neuron #{neuron}: relevance {value:+.3g} vs the nearest class centroid"
+        cell.text(3.2 if atlas is not None else 0, 0.5, label, fontsize=8, va="center")
+        cell.set_xlim(0, 8)
+        cell.set_ylim(0, 1)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

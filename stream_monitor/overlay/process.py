@@ -44,9 +44,10 @@ class OverlayProcess(ServiceProcess):
 
     def __init__(self, config: OverlayConfig, stream: str, results_endpoint: str, frames_endpoint: str | None,
                  ring: str | None, stop_event: Any, log_queue: Any, log_level: str = "INFO",
-                 curve: CurveConfig | None = None) -> None:
+                 curve: CurveConfig | None = None, explanations: str | None = None) -> None:
         super().__init__("overlay", stop_event, log_queue, log_level)
         self.curve = curve
+        self.explanations = explanations  # the detector's explanation artifact (explanations/assets.py), if any
         self.config, self.stream = config, stream
         self.results_endpoint, self.frames_endpoint, self.ring = results_endpoint, frames_endpoint, ring
 
@@ -54,9 +55,14 @@ class OverlayProcess(ServiceProcess):
         cv2.setNumThreads(1)  # drawing and encoding one overlay per result; leave the cores to the model
         client = client_from_config(self.curve)
         sinks = build_sinks(self.config, self.stream)
+        explanation = None
+        if self.explanations is not None:
+            from ..explanations.assets import ExplanationAssets
+
+            explanation = ExplanationAssets.load(self.explanations)
         try:
             viewer = OverlayViewer(self.results_endpoint, self.stream, sinks, self.frames_endpoint, self.ring,
-                                   self.config.heatmap, curve=client)
+                                   self.config.heatmap, curve=client, explanation=explanation)
         except BaseException:
             for sink in sinks:
                 sink.close()

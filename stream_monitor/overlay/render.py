@@ -15,6 +15,8 @@ import numpy as np
 
 from ..transport.messages import decode_heatmap
 from .drift_badge import draw_drift_badge
+from .evidence_label import evidence_label
+from .explanation_panel import draw_explanation_neurons, score_terms_line
 
 __all__ = ["ViewerStatus", "render_overlay"]
 
@@ -42,11 +44,12 @@ def _state_colour(result: dict) -> tuple[tuple[int, int, int], str]:
     alert = result["alert"]
     if result.get("flags"):  # the score is not trusted (NaN / inf): say so, whatever the alert state
         return _GREY, "SCORE INVALID  " + ", ".join(result["flags"])
+    fired = evidence_label(result)
     if alert["active"]:
         since = max(0.0, result["t_capture"] - alert["since"]) if alert["since"] else 0.0
-        return _RED, f"OOD ALERT #{alert['id']}  out of distribution  {since:.1f} s"
+        return _RED, f"OOD ALERT #{alert['id']}  out of distribution  {since:.1f} s{fired}"
     if result["over_threshold"]:
-        return _AMBER, f"above threshold  {alert['over']}/{alert['window']} frames"
+        return _AMBER, f"above threshold  {alert['over']}/{alert['window']} frames{fired}"
     return _GREEN, "in distribution"
 
 
@@ -86,7 +89,7 @@ def _gauge(panel: np.ndarray, y: int, result: dict) -> int:
     return y + bar_h + 42
 
 
-def _panel(height: int, result: dict, status: ViewerStatus) -> np.ndarray:
+def _panel(height: int, result: dict, status: ViewerStatus, explanation=None) -> np.ndarray:
     panel = np.full((height, PANEL_WIDTH, 3), _DARK, np.uint8)
     y = 26
     _text(panel, f"{result['stream']}  frame {result['seq']}", (14, y), 0.55, _GREY)
@@ -95,14 +98,19 @@ def _panel(height: int, result: dict, status: ViewerStatus) -> np.ndarray:
     y += 24
     _text(panel, f"probability {result['probability']:.0%}", (14, y), 0.5, _GREY)
     y += 26
-    _text(panel, "NERO OOD score", (14, y), 0.5, _WHITE)
+    _text(panel, "site + NERO evidence" if result.get("evidence") else "NERO OOD score", (14, y), 0.5, _WHITE)
     y = _gauge(panel, y + 10, result)
     parts = result["parts"]
-    _text(panel, f"distance {parts['distance']:.4g}   bias {parts['bias_term']:.3g}   rho {parts['rho']:.3f}",
-          (14, y), 0.4, _GREY)
+    if explanation is not None:  # name only what the score is made of (explanations.assets.ExplanationAssets)
+        _text(panel, score_terms_line(parts, explanation.score_terms), (14, y), 0.4, _GREY)
+    else:
+        _text(panel, f"distance {parts['distance']:.4g}   bias {parts['bias_term']:.3g}   rho {parts['rho']:.3f}",
+              (14, y), 0.4, _GREY)
     y += 28
     neurons = result["top_neurons"]
-    if neurons["ids"]:
+    if explanation is not None:
+        draw_explanation_neurons(panel, y, neurons, explanation.atlas, height - 50)
+    elif neurons["ids"]:
         _text(panel, "neurons deviating most", (14, y), 0.5, _WHITE)
         y += 8
         finite = [abs(d) for d in neurons["deviations"] if np.isfinite(d)]
@@ -124,7 +132,7 @@ def _panel(height: int, result: dict, status: ViewerStatus) -> np.ndarray:
 
 
 def render_overlay(frame: np.ndarray, result: dict, status: ViewerStatus = ViewerStatus(), height: int = 480,
-                   heatmap: bool = True) -> np.ndarray:
+                   heatmap: bool = True, explanation=None) -> np.ndarray:
     """A decoded version-1 result drawn with its frame.
 
     Args:
@@ -133,9 +141,11 @@ def render_overlay(frame: np.ndarray, result: dict, status: ViewerStatus = Viewe
         status: viewer-side counters shown in the footer.
         height: output height in pixels (≥ 360 for the panel to fit).
         heatmap: blend the result's heatmap over the scope region.
+        explanation: the detector's `explanations.assets.ExplanationAssets`: the panel then names the neurons by
+            their training-patch thumbnails ("more of / less of") and only the score's own parts.
 
     Returns:
         (height, W·height/H + PANEL_WIDTH, 3) BGR uint8.
     """
     left = _frame_part(frame, result, height, heatmap)
-    return np.concatenate([left, _panel(height, result, status)], axis=1)
+    return np.concatenate([left, _panel(height, result, status, explanation)], axis=1)

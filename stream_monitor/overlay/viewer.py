@@ -61,10 +61,11 @@ class OverlayViewer:
     def __init__(self, results_endpoint: str, stream: str | None, sinks: list[Sink],
                  frames_endpoint: str | None = None, ring: str | None = None, heatmap: bool = True,
                  height: int = 480, monitor_silent_s: float = MONITOR_SILENT_S,
-                 curve: CurveClient | None = None) -> None:
+                 curve: CurveClient | None = None, explanation=None) -> None:
         if (frames_endpoint is None) == (ring is None):
             raise ValueError("give exactly one frame source: frames_endpoint (ZeroMQ) or ring (shared memory)")
         self.stream, self.sinks, self.heatmap, self.height = stream, sinks, heatmap, height
+        self.explanation = explanation  # explanations.assets.ExplanationAssets: neuron thumbnails for the panel
         self.context = zmq.Context()
         prefix = topic("result", stream) if stream else b"result/"
         alerts = topic("alert", stream) if stream else b"alert/"
@@ -184,7 +185,7 @@ class OverlayViewer:
         for old in [s for s in self._images if s <= seq]:
             del self._images[old]
         status = ViewerStatus(self.stats.lost_results, self.stats.skipped_frames)
-        self.last_render = render_overlay(image, message, status, self.height, self.heatmap)
+        self.last_render = render_overlay(image, message, status, self.height, self.heatmap, self.explanation)
         for sink in self.sinks:
             sink.write(self.last_render, message["t_capture"])
         self.stats.rendered += 1

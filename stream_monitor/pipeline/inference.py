@@ -65,8 +65,11 @@ def load_scorer(config: ModelConfig, batch_sizes: Sequence[int] = (1,)) -> tuple
     import torch
 
     from ..engine import build_scorer
+    from ..explanations.assets import load_beside
     from ..models.registry import load_model_file, sha256_file
     from ..nero import NeroDetector
+    from ..site.artifact import load_site_model
+    from ..site.scorer import create_site_scorer
 
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -76,12 +79,18 @@ def load_scorer(config: ModelConfig, batch_sizes: Sequence[int] = (1,)) -> tuple
                                   trust_pickle=config.trust_pickle)
     weight, bias = model.head_arrays()
     detector = NeroDetector.load(detector_path, weight=weight, bias=bias, model_sha256=sha256_file(checkpoint))
+    explanation = load_beside(detector_path, weight, bias)  # the validated map and neuron drivers, if fitted
     scorer = build_scorer(model, detector, backend=config.backend, precision=config.precision,
-                          threads=config.threads, top_n=config.top_neurons, heatmaps=config.heatmap)
+                          threads=config.threads, top_n=config.top_neurons, heatmaps=config.heatmap,
+                          explanation=explanation)
+    site = load_site_model(detector_path)
+    if site is not None:  # an enrolled site: the site model scores beside NERO (stream_monitor/site)
+        scorer = create_site_scorer(scorer, model, site)
     warm_up(scorer, batch_sizes)
     info = {"backend": getattr(scorer, "backend", type(scorer).__name__), "model": Path(checkpoint).name,
             "arch": str(meta.get("arch", "?")), "detector": Path(detector_path).name,
-            "threshold": detector.threshold, "class_names": detector.class_names or list(meta.get("class_names", [])),
+            "threshold": scorer.threshold if site is not None else detector.threshold,
+            "class_names": detector.class_names or list(meta.get("class_names", [])),
             "torch": torch.__version__, "threads": torch.get_num_threads()}
     return scorer, info
 

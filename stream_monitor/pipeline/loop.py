@@ -18,8 +18,10 @@ import numpy as np
 
 from ..capture.ring import FrameRing
 from ..config import MonitorConfig
+from ..explanations.record import alert_explanation
 from ..observability.metrics import Metrics
 from ..preprocess import normalize_uint8
+from ..site.scorer import evidence_fields
 from ..transport.messages import alert_message, result_message
 from ..transport.schema import encode, topic
 from ..transport.sockets import Publisher
@@ -124,7 +126,7 @@ class InferenceLoop:
         if flags:
             message["flags"] = flags
         for event in events:  # audit first: an alert that was published but not logged must not exist
-            self._emit(event)
+            self._emit(event, alert_explanation(scored, i) if event.event == "start" else {})
         self.results.send([topic("result", stream), encode(message)])
         ratio = None if flags else (score / tracker.threshold if tracker.threshold > 0 else 0.0)
         self.metrics.record_result(stream, latency_s=latency, t_result=t_result, alert_active=state.active,
@@ -150,11 +152,15 @@ class InferenceLoop:
         if self.drift is not None:  # optional v1 field: "input not validated", separate from the OOD alert
             message["drift"] = self.drift.update(stream, frame.seq, float(scored.score[i]), threshold,
                                                  frame.t_capture)
+        if getattr(scored, "evidence", None) is not None:  # an enrolled site: what the fused score rests on
+            message["evidence"] = evidence_fields(scored, i)
         return message
 
-    def _emit(self, event: AlertEvent) -> None:
+    def _emit(self, event: AlertEvent, explanation: dict | None = None) -> None:
         record = event.to_record()
-        self.audit.write(f"alert_{event.event}", **{k: v for k, v in record.items() if k != "event"})
+        # alert_start keeps where the map peaked and the top neurons (explanations/record.py), for review
+        self.audit.write(f"alert_{event.event}", **{k: v for k, v in record.items() if k != "event"},
+                         **(explanation or {}))
         self.results.send([topic("alert", event.stream), encode(alert_message(record, time.time()))])
         self.metrics.messages_published.labels("alert").inc()
         if event.event == "start":

@@ -181,10 +181,15 @@ class Monitor:
         assert self.endpoints is not None and self.config.overlay is not None
         overlay_cfg = self.config.overlay
         stream = overlay_cfg.stream or self.config.streams[0].name
+        from .. import bundled
+        from ..explanations.assets import explanation_path
+
+        explanations = explanation_path(self.config.model.detector or bundled.DETECTOR)
         self.overlay = OverlayProcess(overlay_cfg, stream, self.endpoints.results,
                                       self.endpoints.frames if overlay_cfg.frames == "zmq" else None,
                                       self.rings[stream].name if overlay_cfg.frames == "ring" else None,
-                                      Flag(), self._logs.queue, self.config.logging.level, self.config.transport.curve)
+                                      Flag(), self._logs.queue, self.config.logging.level, self.config.transport.curve,
+                                      str(explanations) if explanations.exists() else None)
         self.overlay.start()
 
     # ------------------------------------------------------------------ watch

@@ -46,6 +46,9 @@ FRAME_INFO_FIELDS = {"width": (int,), "height": (int,), "box": (list,)}
 # Optional (added within v1; old viewers ignore it): the stream-level drift signal, docs/message-schema.md.
 DRIFT_FIELDS = {"raised": (bool,), "cusum": _NUM, "threshold": _NUM, "share": _NUM, "expected": _NUM,
                 "since": _OPT_NUM}
+# Optional (within v1): after site enrollment, which evidence the fused score rests on (site/scorer.py).
+EVIDENCE_FIELDS = {"fired": (list,), "nero_score": _OPT_NUM, "site_score": _OPT_NUM, "p_site": _OPT_NUM,
+                   "p_nero": _OPT_NUM}
 
 ALERT_FIELDS: dict[str, tuple[type, ...]] = {
     "v": (int,), "type": (str,), "event": (str,), "stream": (str,), "alert_id": (int,), "seq": (int,),
@@ -138,6 +141,11 @@ def _check_result(message: dict) -> None:
         if not isinstance(message["drift"], dict):
             raise SchemaError("result: field 'drift' is not a map")
         _check(message["drift"], DRIFT_FIELDS, "result.drift")
+    if "evidence" in message:  # optional: site enrollment's evidence (site model, NERO) behind the score
+        if not isinstance(message["evidence"], dict):
+            raise SchemaError("result: field 'evidence' is not a map")
+        _check(message["evidence"], EVIDENCE_FIELDS, "result.evidence")
+        _items(message["evidence"]["fired"], (str,), "result.evidence.fired")
     if "flags" in message:  # optional: the reasons a frame's score is not trusted (NaN / inf)
         if not isinstance(message["flags"], list):
             raise SchemaError(f"result: field 'flags' is {type(message['flags']).__name__}, expected list")

@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
+from stream_monitor import bundled
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -40,8 +42,9 @@ def served_demo(tmp_path_factory, live_model):
         port = probe.getsockname()[1]
     log = open(out / "demo.log", "w")
     process = subprocess.Popen(
+        # the shipped detector: its explanation artifact beside it gives the overlay the thumbnail panel
         [sys.executable, "-m", "stream_monitor.cli", "demo", "--serve", f"127.0.0.1:{port}", "--out", str(out),
-         "--model", str(live_model.checkpoint), "--detector", str(live_model.detector),
+         "--model", str(live_model.checkpoint), "--detector", str(bundled.DETECTOR),
          "--id-images", "4", "--ood-images", "4"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
@@ -73,6 +76,16 @@ def _is_overlay(image: np.ndarray) -> bool:
     return bool((green or red or amber) and np.all(panel < 90))
 
 
+def _has_thumbnail_panel(overlay: np.ndarray) -> bool:
+    """The explanation panel (overlay/explanation_panel.py): the named neurons are rows of training-patch
+    thumbnails at the panel's left, below the gauge — coloured pixels where the older panel drew only
+    grey text. Holds for a dimmed "ended" frame too (its colours shrink by half, they do not vanish)."""
+    panel = overlay[:, overlay.shape[1] - 330:].astype(int)
+    region = panel[180:420, 14:76]
+    coloured = (np.abs(region[..., 2] - region[..., 0]) > 15) | (np.abs(region[..., 2] - region[..., 1]) > 15)
+    return bool(coloured.mean() > 0.15)
+
+
 def test_demo_serves_the_live_overlay_as_mjpeg(served_demo):
     url, _, _ = served_demo
     page = _fetch(url).decode()
@@ -83,6 +96,7 @@ def test_demo_serves_the_live_overlay_as_mjpeg(served_demo):
         assert head.startswith("--smframe") and "Content-Type: image/jpeg" in head
     snapshot = cv2.imdecode(np.frombuffer(_fetch(url + "snapshot.jpg"), np.uint8), cv2.IMREAD_COLOR)
     assert snapshot.shape[0] == 480 and _is_overlay(snapshot)
+    assert _has_thumbnail_panel(snapshot)
 
 
 def test_the_page_shows_the_overlay_in_headless_chromium(served_demo, tmp_path):
@@ -101,6 +115,10 @@ def test_the_page_shows_the_overlay_in_headless_chromium(served_demo, tmp_path):
     overlay = image[:480, :]
     width = int(np.flatnonzero(overlay[240].sum(axis=1) > 0).max()) + 1  # the image's right edge
     assert _is_overlay(overlay[:, :width])
+    # the page background is #111 (17): the overlay image ends where row 240 stops differing from it
+    right = int(np.flatnonzero(np.abs(overlay[240].astype(int) - 17).sum(axis=1) > 9).max()) + 1
+    cv2.imwrite(str(tmp_path / "overlay.png"), overlay[:, :right])
+    assert _has_thumbnail_panel(overlay[:, :right]), f"no thumbnail panel in {tmp_path / 'overlay.png'}"
 
 
 def test_demo_stops_cleanly_on_ctrl_c_with_its_summary(served_demo):

@@ -236,3 +236,14 @@ def test_an_engine_that_takes_uint8_frames_gets_them_unnormalised(rig):
     assert [r["alert"]["active"] for r in results] == [False, False, True]
     assert all(seen.dtype == np.uint8 and seen.shape == (1, 4, 4, 3) for seen in scorer.seen)
     assert [int(seen[0, 0, 0, 0]) for seen in scorer.seen] == [5, 20, 20]
+
+
+def test_alert_start_audit_record_keeps_the_map_peak_and_top_neurons(rig):
+    """An alert must be reviewable afterwards: its alert_start record says where the explanation map
+    peaked (fractions of the model's view) and which neurons the score rested on, with their values."""
+    for score in (2.0, 2.0):
+        _frame(rig.ring, score)
+        rig.loop.step(1.0)
+    start = [r for r in read_audit_log(rig.tmp / "alerts.jsonl") if r["event"] == "alert_start"][0]
+    assert start["map_peak"] == {"y": 0.25, "x": 0.25, "value": 0.5}  # the stub's flat 2×2 map: first cell
+    assert start["top_neurons"] == {"ids": [0, 1, 2], "values": pytest.approx([0.3, -0.2, 0.1])}

@@ -4,12 +4,14 @@ centres (symlinked, never copied) and the bundled model and detector."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from stream_monitor import bundled
+from stream_monitor.capture.scope_mask import ScopeMasker
 from stream_monitor.cli import main
 from stream_monitor.data.features import extract
 from stream_monitor.data.images import list_images, read_image
@@ -38,8 +40,13 @@ def site_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model_and_features(site_folder):
     model, _ = load_classifier(bundled.MODEL)
-    feats = {name: extract(model, ((str(p), read_image(p)) for p in list_images(site_folder / name)), progress=False).features
-             for name in USED}
+    # as enrollment and the live capture path see the frames: scope-cropped by one running ScopeMasker over
+    # the folder's frames in enrollment order (site.footage), then resized
+    masker = ScopeMasker(mode="auto")
+    cropped = [(str(p), masker.apply(read_image(p))) for p in list_images(site_folder, recursive=True)]
+    all_feats = extract(model, iter(cropped), progress=False).features
+    recording = np.array([Path(name).parent.name for name, _ in cropped])
+    feats = {name: all_feats[recording == name] for name in USED}
     return model, feats
 
 
@@ -47,7 +54,8 @@ def model_and_features(site_folder):
 def test_enroll_writes_a_loadable_site_detector_that_stops_flagging_the_sites_normal_footage(
         procedure, site_folder, model_and_features, tmp_path, capsys):
     out = tmp_path / "site.npz"
-    assert main(["enroll", "--source", str(site_folder), "--out", str(out), "--procedure", procedure]) == 0
+    assert main(["enroll", "--source", str(site_folder), "--out", str(out), "--procedure", procedure,
+                 "--no-site-model"]) == 0  # the site model has its own tests (tests/site/)
     summary = json.loads(capsys.readouterr().out.split("\n", 1)[1].rsplit("}", 1)[0] + "}")
     assert summary["held_back"] == 39  # the whole middle recording, nothing else
 
@@ -106,7 +114,7 @@ def test_enroll_reads_a_video_one_frame_per_interval_and_holds_back_blocks(tmp_p
         pytest.fail(f"development data not found at {clip}: the test runs on it")
     out = tmp_path / "video_site.npz"
     # About 13 s at 30 fps, every 3rd frame (0.1 s) kept; plumbing only (this clip is not normal colon).
-    assert main(["enroll", "--source", str(clip), "--every-s", "0.1", "--out", str(out)]) == 0
+    assert main(["enroll", "--source", str(clip), "--every-s", "0.1", "--out", str(out), "--no-site-model"]) == 0
     summary = json.loads(capsys.readouterr().out.split("\n", 1)[1].rsplit("}", 1)[0] + "}")
     capture = cv2.VideoCapture(str(clip))
     expected = -(-int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) // round(0.1 * capture.get(cv2.CAP_PROP_FPS)))

@@ -33,10 +33,19 @@ class _Backbone(nn.Module):
         super().__init__()
         self.model = fused.model
         self.with_map = fused.with_feature_map
+        self.patch_blocks = fused.patch_blocks
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
-        features, feature_map = self.model.forward_features(images)
-        return (features, feature_map) if self.with_map else (features,)
+        if not self.patch_blocks:
+            features, feature_map = self.model.forward_features(images)
+            return (features, feature_map) if self.with_map else (features,)
+        from ...explanations.patch import (  # the patch map's descriptors
+            forward_with_blocks,
+            patch_descriptors,
+        )
+
+        features, feature_map, kept = forward_with_blocks(self.model, images, self.patch_blocks)
+        return ((features, feature_map) if self.with_map else (features,)) + (patch_descriptors(kept),)
 
 
 class OpenVinoBackend(EngineBackend):
@@ -102,6 +111,8 @@ class OpenVinoBackend(EngineBackend):
         out = head[:2] + (features,) + head[2:]
         if self.fused.with_feature_map:
             out = out + (outputs[1],)
+        if self.fused.patch_blocks:
+            out = out + (outputs[-1],)
         return self.fused.named_outputs(out)
 
     def describe(self) -> str:

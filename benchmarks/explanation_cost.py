@@ -1,0 +1,120 @@
+"""Live cost of the validated explanation (patch map + score drivers) on the CPU back-ends, per frame.
+
+    python benchmarks/explanation_cost.py [--threads 1] [--min-time 3]
+
+The bundled model, detector and explanation artifact (stream_monitor/assets/nero_default.explain.npz),
+real frames (HyperKvasir polyps), batch 1 (the live path). For each CPU back-end it times the plain
+engine per frame, and the work an explanation adds, each by itself in the same run: the bundled explanation (neuron drivers; the patch map is not in it until it measures
+better, docs/results/explanations) and with the patch map added at each live-feasible memory size of
+evaluation/explanation_patch.py (a memory of random entries of that size: the search costs the same
+whatever the values); share = added time / engine time (medians, and bests).
+Budget (issue 18): ≤ 10 % of the engine's per-frame time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import cpu_name, load, timeit, write_results  # noqa: E402
+
+from stream_monitor import bundled  # noqa: E402
+from stream_monitor.data.images import list_images, read_image  # noqa: E402
+from stream_monitor.engine import EngineOptions, create_scorer  # noqa: E402
+from stream_monitor.evaluation.explanation_patch import MEMORIES  # noqa: E402
+from stream_monitor.explanations.assets import ExplanationAssets, load_beside, refine_batch  # noqa: E402
+from stream_monitor.explanations.patch import (  # noqa: E402
+    PatchExplainer,
+    forward_with_blocks,
+    patch_descriptors,
+)
+from stream_monitor.models.registry import load_classifier  # noqa: E402
+from stream_monitor.nero import NeroDetector  # noqa: E402
+from stream_monitor.preprocess import preprocess_batch  # noqa: E402
+from stream_monitor.site.patch_memory import PatchFeatureExtractor, PatchMemory  # noqa: E402
+
+warnings.filterwarnings("ignore")
+logging.getLogger("stream_monitor").setLevel(logging.WARNING)
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--min-time", type=float, default=3.0, help="seconds per timing, at least")
+    parser.add_argument("--backends", default="torch-cpu,openvino")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, _ = load_classifier(bundled.MODEL)
+    weight, bias = model.head_arrays()
+    detector = NeroDetector.load(bundled.DETECTOR, weight=weight, bias=bias)
+    assets = load_beside(bundled.DETECTOR, weight, bias)
+    if assets is None:
+        raise SystemExit("no explanation artifact beside the bundled detector (python -m stream_monitor.explanations.assets)")
+    frames = [preprocess_batch([read_image(p)]) for p in list_images(DATA / "hyperkvasir-lgi" / "polyp")[:1]]
+    rows, before = [], load()
+    for backend in args.backends.split(","):
+        options = EngineOptions(precision="fp32", threads=args.threads)
+        variants = {"neuron drivers (bundled artifact)": assets}
+        for layer, size in MEMORIES:
+            channels = PatchFeatureExtractor(model, layer=layer).channels
+            memory = PatchMemory(np.random.default_rng(0).normal(size=(size, channels)).astype(np.float32))
+            variants[f"+ patch map {layer}, memory {size}"] = ExplanationAssets(
+                PatchExplainer(layer, memory, 1.0, 2.0), assets.atlas, assets.head_sha256, assets.score_terms)
+        try:
+            scorers = {"plain": create_scorer(model, detector, backend, options=options)}
+            scorers.update({name: create_scorer(model, detector, backend, options=options, explanation=v)
+                            for name, v in variants.items()})
+        except Exception as exc:  # an optional back-end that is not installed
+            print(f"skipped {backend}: {exc}")
+            continue
+        # On a shared, loaded machine the difference of two engine timings is mostly noise, so the added
+        # work is timed by itself: the descriptors' pooling (the only graph addition) and the post-step
+        # (explanations.assets.refine_batch: valid region, nearest-patch search, map; the score drivers).
+        image = frames[0]
+        plain = timeit(lambda: scorers["plain"].score_batch(image), repeat=20, min_time=args.min_time)
+        for name, variant in variants.items():
+            scorer = scorers[name]
+            with torch.inference_mode():
+                out = scorer.engine.run(image)
+                scored = scorer.finish(out, detector.threshold)
+            relevance, features = out["relevance"].numpy(), out["features"].numpy()
+            descriptors = out.get("patch_features")
+            added = timeit(lambda: refine_batch(variant, scored, image, relevance, features, descriptors, detector, 5),
+                           repeat=20, min_time=args.min_time)
+            pooling = {"median_s": 0.0, "best_s": 0.0}
+            if variant.patch is not None:
+                with torch.inference_mode():
+                    _, _, kept = forward_with_blocks(model, torch.from_numpy(image), variant.patch.blocks)
+                    pooling = timeit(lambda: patch_descriptors(kept), repeat=20, min_time=args.min_time)
+            extra_med = added["median_s"] + pooling["median_s"]
+            extra_best = added["best_s"] + pooling["best_s"]
+            rows.append({"backend": backend, "variant": name, "threads": args.threads,
+                         "engine_median_ms": plain["median_s"] * 1e3, "engine_best_ms": plain["best_s"] * 1e3,
+                         "added_median_ms": extra_med * 1e3, "added_best_ms": extra_best * 1e3,
+                         "share_median": extra_med / plain["median_s"], "share_best": extra_best / plain["best_s"]})
+            print(rows[-1], flush=True)
+    lines = ["| back-end | explanation | threads | engine ms/frame (median / best) | added ms/frame (median / best) | "
+             "added share (median / best) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['backend']} | {r['variant']} | {r['threads']} | {r['engine_median_ms']:.1f} / {r['engine_best_ms']:.1f} | "
+                     f"{r['added_median_ms']:.2f} / {r['added_best_ms']:.2f} | "
+                     f"{r['share_median']:.1%} / {r['share_best']:.1%} |")
+    markdown = ("Live per-frame cost of the explanation, batch 1, fp32, real frames; budget ≤ 10 % of the "
+                "engine's time.\n\n" + "\n".join(lines)
+                + f"\n\nLoad before/after: {before['loadavg_1_5_15']} / {load()['loadavg_1_5_15']}\n\n"
+                "Regenerate: `python benchmarks/explanation_cost.py`\n")
+    print(markdown)
+    write_results("explanation_cost", cpu_name(), {"rows": rows, "load_before": before, "load_after": load()}, markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,29 @@
+"""What an alert's audit record keeps of its explanation, so that the alert can be reviewed afterwards:
+where the map peaks and which neurons the score rests on (no pixels, a few numbers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["alert_explanation", "map_peak"]
+
+
+def map_peak(heat: np.ndarray | None) -> dict[str, float] | None:
+    """The (h, w) map's maximum as {"y", "x"} fractions of the model's view (0–1, top-left origin, cell
+    centres) and its value; None for no map or an empty one (nothing unusual to point at)."""
+    if heat is None or heat.size == 0 or not np.isfinite(heat).all() or heat.max() <= 0:
+        return None
+    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    return {"y": round((y + 0.5) / heat.shape[0], 4), "x": round((x + 0.5) / heat.shape[1], 4),
+            "value": round(float(heat[y, x]), 4)}
+
+
+def alert_explanation(scored: Any, i: int) -> dict[str, Any]:
+    """Fields for an alert_start record from row i of a `ScoredBatch`: map_peak and top_neurons
+    ({"ids", "values"}: the scorer's signed neuron values, parts of the score when explanations are on)."""
+    heat = scored.heatmaps[i] if getattr(scored, "heatmaps", None) is not None else None
+    values = [float(v) if np.isfinite(v) else None for v in scored.deviations[i]]
+    return {"map_peak": map_peak(heat),
+            "top_neurons": {"ids": [int(n) for n in scored.top_neurons[i]], "values": values}}

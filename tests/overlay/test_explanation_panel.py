@@ -1,0 +1,60 @@
+"""The overlay's explanation panel (overlay/explanation_panel.py via render.py): with an explanation
+artifact the named neurons are drawn as their training-patch thumbnails, "more of" / "less of"."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stream_monitor.explanations.assets import ExplanationAssets
+from stream_monitor.explanations.neurons import NeuronAtlas
+from stream_monitor.explanations.patch import PatchExplainer
+from stream_monitor.overlay.explanation_panel import THUMB_ROW, score_terms_line
+from stream_monitor.overlay.render import PANEL_WIDTH, render_overlay
+from stream_monitor.site.patch_memory import PatchMemory
+from stream_monitor.transport.messages import result_message
+
+
+def _assets() -> ExplanationAssets:
+    """Neuron d's thumbnails are a flat colour: green for neuron 0, blue for neuron 1 (BGR)."""
+    maps = np.zeros((2, 2, 7, 7), np.float32)
+    maps[0, 0, 3, 3] = maps[1, 1, 3, 3] = 1.0
+    rgb = np.zeros((2, 224, 224, 3), np.uint8)
+    rgb[0, ..., 1] = 220  # image 0 green (RGB)
+    rgb[1, ..., 2] = 220  # image 1 blue
+    atlas = NeuronAtlas.fit(maps, rgb, per_neuron=1, thumb=28)
+    return ExplanationAssets(PatchExplainer("blocks.3", PatchMemory(np.ones((2, 4), np.float32)), 1.0, 1.0),
+                             atlas, "x", ("residual",))
+
+
+def _message() -> dict:
+    return result_message(
+        stream="endo", seq=1, prev_seq=0, t_capture=1.0, t_result=1.0, latency_s=0.01, batch_size=1,
+        probs=np.array([0.8, 0.1, 0.1]), class_names=["a", "b", "c"], score=2.0, smoothed_score=2.0, threshold=1.0,
+        distance=0.0, bias_term=0.0, rho=1.0, alert={"active": True, "id": 1, "since": 0.5, "over": 12, "window": 20},
+        top_neurons=np.array([0, 1]), deviations=np.array([0.3, -0.1]), heatmap=None, frame_size=(320, 240),
+        box=(0, 240, 0, 320))
+
+
+def test_panel_shows_each_named_neuron_as_its_thumbnails():
+    frame = np.full((240, 320, 3), 90, np.uint8)
+    image = render_overlay(frame, _message(), explanation=_assets())
+    panel = image[:, -PANEL_WIDTH:]
+    def green_row(y: int) -> bool:
+        b, g, r = panel[y, 18:36].mean(axis=0)
+        return g > 150 and b < 100 and r < 100
+
+    rows = [y for y in range(panel.shape[0]) if green_row(y)]
+    assert rows, "neuron 0's green thumbnail is not in the panel"
+    first = rows[0]
+    green = panel[first + 2:first + 20, 18:36].reshape(-1, 3).mean(axis=0)
+    blue = panel[first + THUMB_ROW + 2:first + THUMB_ROW + 20, 18:36].reshape(-1, 3).mean(axis=0)
+    assert green[1] > 150 and green[0] < 80  # neuron 0, then neuron 1 one row below
+    assert blue[0] > 150 and blue[1] < 80
+    plain = render_overlay(frame, _message())[:, -PANEL_WIDTH:]
+    assert plain[first:first + 20, 18:36, 1].mean() < 120  # without the artifact: the old text list
+
+
+def test_parts_line_names_only_what_the_score_is_made_of():
+    parts = {"distance": 1.0, "bias_term": 2.0, "rho": 0.5}
+    assert "residual" in score_terms_line(parts, ("residual",)) and "distance" not in score_terms_line(parts, ("residual",))
+    assert score_terms_line(parts, ("distance", "bias", "rho")).startswith("distance 1")
