@@ -12,7 +12,7 @@ rm -rf "$OUT"; mkdir -p "$OUT/enroll" "$OUT/clip"
 for seq in seq03 seq05 seq07; do ln -s "$DATA/sequences/polypgen-negative/${seq}_neg" "$OUT/enroll/$seq"; done
 ln -s "$DATA/sequences/polypgen-negative/seq01_neg" "$OUT/clip/1-normal-seq01"   # held apart: never enrolled
 ln -s "$DATA/polypgen-positive/centre_A" "$OUT/clip/2-polyps"                       # 125 polyp frames
-"$SM" enroll --source "$OUT/enroll" --out "$OUT/site_a.npz"
+"$SM" enroll --source "$OUT/enroll" --site-model --out "$OUT/site_a.npz"
 "$SM" demo --source "$OUT/clip" --detector "$OUT/site_a.npz" --fps 5 --out "$OUT/demo"
 NORMAL=$(ls "$OUT/clip/1-normal-seq01/" | wc -l)
 python3 - "$OUT/demo/alerts.jsonl" "$NORMAL" <<'PY'

@@ -11,13 +11,14 @@ Procedures (measured in docs/results/domain-shift/report.md; read it before choo
   extend     also keep the original subspace and centroids and ADD site directions and site centroids
   recenter   shift the relevance centre to the site's mean (costs the original site's sensitivity)
 
-Site model (on by default; --no-site-model for the NERO threshold alone): a patch-level memory of this
+Site model (opt-in with --site-model; not yet validated, see below): a patch-level memory of this
 site's normal appearance (stream_monitor/site), with a threshold set by cross-fitting over the
 recordings (sub-folders) or, for one recording, over --blocks contiguous blocks. It is stored in the same
 artifact; `stream-monitor run` then flags a frame when the fused evidence (--fusion) is below --target-tpr's
 complement, and says which evidence fired. Measured per hospital (docs/results/site-enrollment/report.md):
 it ranks a centre's polyps above its unseen normal recordings, but at the enrolled threshold the default
-settings flagged only 2–8 % of the polyps on the dev data — read the report before relying on it.
+settings flagged only 2–8 % of the polyps on the dev data, and it costs about 4× NERO's time per frame
+(benchmarks/results/site_model_cost-*) — so it is off by default; read the report before relying on it.
 
 Enrollment cannot make the classifier valid at a site it was never trained or validated on.
 
@@ -26,8 +27,7 @@ examples:
   stream-monitor enroll --source normal_colonoscopy.mp4 --every-s 1 --out site_a_nero.npz
   stream-monitor enroll --source 0 --duration-s 300 --out site_a_nero.npz      # capture device 0, 5 min
   stream-monitor enroll --source normal.mp4 --procedure extend --out site_a_extend.npz
-  stream-monitor enroll --source site_a_recordings/ --fusion min --out site_a.npz   # site model fires on either
-  stream-monitor enroll --source normal.mp4 --no-site-model --out site_a_nero.npz     # NERO threshold only
+  stream-monitor enroll --source site_a_recordings/ --site-model --fusion min --out site_a.npz   # either fires
   bash scripts/site_enrollment_demo.sh        # enroll PolypGen centre A, replay unseen footage + polyps live
 """
 
@@ -73,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--site-clusters", type=int, default=4, help="extend: site centroids added")
     parser.add_argument("--alpha", type=float, default=1.0, help="recenter: share of the site offset removed")
     site = parser.add_argument_group("site model")
-    site.add_argument("--no-site-model", action="store_true", help="only move NERO's threshold (no site model)")
+    site.add_argument("--site-model", action=argparse.BooleanOptionalAction, default=False,
+                      help="also build the patch-level site model (default: off, NERO's procedure alone)")
     site.add_argument("--fusion", choices=FUSION_RULES, default=SiteOptions.fusion,
                       help="how the site model and NERO combine after enrollment (default: %(default)s)")
     site.add_argument("--site-backbone", choices=("imagenet", "bundled"), default=SiteOptions.backbone,
@@ -179,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
                "held_back_over_threshold_before":
                    float(np.mean(det.score(features[mask]) > det.threshold)) if det.calibration else None,
                "held_back_over_threshold_after": float(np.mean(site_det.score(features[mask]) > site_det.threshold))}
-    if args.no_site_model:
+    if not args.site_model:
         site_det.save(args.out)
     else:
         site_groups = _site_groups(groups, len(frames), args.blocks)

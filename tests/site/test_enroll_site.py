@@ -42,7 +42,7 @@ def enrolled(tmp_path_factory):
         for image in list_images(NEGATIVE / seq)[::2]:
             (root / name / image.name).symlink_to(image)
     out = tmp_path_factory.mktemp("out") / "site_a.npz"
-    assert main(["enroll", "--source", str(root), "--out", str(out), "--fusion", "min"]) == 0
+    assert main(["enroll", "--source", str(root), "--out", str(out), "--site-model", "--fusion", "min"]) == 0
     return out
 
 
