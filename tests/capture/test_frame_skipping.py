@@ -91,7 +91,7 @@ def test_a_paced_replay_that_falls_behind_skips_the_overdue_frames_and_counts_th
     try:
         process.start()
         process.join(60)
-        assert process.exitcode == 0 and STATE_NAMES[int(ring.header["state"])] == "ended"
+        assert process.exitcode == 0 and ring.state is RingState.ENDED
         written, late = int(ring.header["captured"]), int(ring.header["late"])
         assert late > 0 and written + late == 300 and int(ring.header["skipped"]) == 0
     finally:

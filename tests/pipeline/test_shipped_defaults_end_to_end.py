@@ -67,5 +67,7 @@ def test_the_shipped_detector_and_defaults_alert_on_real_polyp_footage_only(tmp_
     # sequence in benchmarks/results/alert_timing-*, and the quiet period counts capture time, which a
     # loaded machine stretches in a lossless replay).
     assert ends[-1]["seq"] <= ood_segment.stop + 4 * FPS + 1, (ends, ood_segment)
-    events = [r["event"] for r in read_audit_log(tmp_path / "alerts.jsonl")]
+    # The audit log has each alert's start and end in order between the session's (drift records, which
+    # the polyp segment may raise too, are interleaved and checked elsewhere).
+    events = [r["event"] for r in read_audit_log(tmp_path / "alerts.jsonl") if not r["event"].startswith("drift")]
     assert events == ["session_start"] + ["alert_start", "alert_end"] * len(starts) + ["session_end"]
