@@ -15,6 +15,8 @@ costs next to nothing, instead of five NumPy passes over the batch in the infere
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -72,7 +74,10 @@ class OpenVinoBackend(EngineBackend):
             options.cache_dir.mkdir(parents=True, exist_ok=True)
             core.set_property({"CACHE_DIR": str(options.cache_dir)})
         height, width = options.image_size
-        with torch.inference_mode():
+        # OpenVINO's converter traces with torch.jit, whose deprecation FutureWarnings are torch's note to
+        # OpenVINO, not to an operator reading the monitor's log at every start.
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
             converted = ov.convert_model(_Backbone(fused).eval(), example_input=torch.zeros(1, 3, height, width),
                                          input=[ov.PartialShape([-1, 3, height, width])])
         config = {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32",
