@@ -1,4 +1,5 @@
-"""Baseline OOD detectors that NERO is compared against (NERO.md §8), plus KNN, ASH, SCALE and GEN.
+"""Baseline OOD detectors that NERO is compared against (NERO.md §8), plus KNN, ASH, SCALE and GEN, and
+the recent feature/head scores Residual, RMDS, fDBD, NNGuide and NCI (`recent.py`).
 
 Every detector follows one contract, so that evaluation code can loop over all of them (and NERO):
 
@@ -8,7 +9,8 @@ Every detector follows one contract, so that evaluation code can loop over all o
 
 The maths of each method is a module-level pure function on float64 arrays (e.g. `energy_score`), reused
 across detectors. ODIN needs the torch model and the images, so it is the function `odin_score`, not a
-registry entry.
+registry entry. AdaSCALE (A and L) needs a second forward pass on a perturbed image, so it is the
+function `adascale_scores` in `adascale.py`, run like ODIN.
 """
 
 from __future__ import annotations
@@ -36,6 +38,17 @@ from stream_monitor.baselines.feature_based import (
     vim_default_dim,
     vim_score,
 )
+from stream_monitor.baselines.recent import (
+    FDBD,
+    NCI,
+    RMDS,
+    NNGuide,
+    Residual,
+    fdbd_score,
+    nci_score,
+    nnguide_score,
+    rmds_score,
+)
 from stream_monitor.baselines.gradient import IMAGENET_STD, GradNorm, gradnorm_score, odin_score
 from stream_monitor.baselines.logit_based import (
     GEN,
@@ -53,7 +66,8 @@ from stream_monitor.errors import InputError
 
 BASELINES: dict[str, type[HeadDetector]] = {
     cls.name: cls
-    for cls in (MSP, Energy, Entropy, MaxLogit, GEN, Mahalanobis, ViM, NECO, KNN, ReAct, ASH, SCALE, GradNorm)
+    for cls in (MSP, Energy, Entropy, MaxLogit, GEN, Mahalanobis, ViM, NECO, KNN, ReAct, ASH, SCALE, GradNorm,
+                Residual, RMDS, FDBD, NNGuide, NCI)
 }
 """Registry name -> detector class; each class's `name` attribute is its key."""
 
@@ -80,6 +94,15 @@ def create_baseline(name: str, **kwargs: Any) -> HeadDetector:
 
 __all__ = [
     "ASH",
+    "FDBD",
+    "NCI",
+    "NNGuide",
+    "RMDS",
+    "Residual",
+    "fdbd_score",
+    "nci_score",
+    "nnguide_score",
+    "rmds_score",
     "BASELINES",
     "GEN",
     "KNN",
