@@ -75,3 +75,16 @@ def test_selection_over_seeds_takes_the_best_mean_validation_auroc() -> None:
     chosen = select_over_seeds(seeds, {"A", "B", "C"})
     assert chosen["chosen"] == "A" and set(chosen["candidates"]) == {"A", "B"}
     assert chosen["candidates"]["A"]["auroc"] == pytest.approx(0.91)
+
+
+def test_a_seed_report_is_reused_only_for_the_same_weights_and_sets(tmp_path) -> None:
+    import json
+
+    from stream_monitor.evaluation.seeds import _finished_report
+
+    report = {"meta": {"model_sha256": "abc"}, "results": {"knn": {"hk-polyp": {}, "cvc": {}}}}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    assert _finished_report(tmp_path, "abc", ["cvc", "hk-polyp"]) == report
+    assert _finished_report(tmp_path, "abd", ["cvc", "hk-polyp"]) is None  # other weights
+    assert _finished_report(tmp_path, "abc", ["cvc", "hk-polyp", "new-set"]) is None  # an OOD set was added
+    assert _finished_report(tmp_path / "missing", "abc", ["cvc"]) is None

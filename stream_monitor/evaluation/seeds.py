@@ -38,6 +38,17 @@ def _training_complete(weights: Path) -> bool:
         return False
 
 
+def _finished_report(folder: Path, model_sha256: str, ood_sets: list[str]) -> dict[str, Any] | None:
+    """A seed's earlier report, when it is for the same weights and the same OOD sets (a run that was
+    interrupted or extended by more seeds resumes instead of recomputing hours of CPU work)."""
+    try:
+        report = json.loads((folder / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    same_sets = all(set(per_set) == set(ood_sets) for per_set in report.get("results", {}).values())
+    return report if report.get("meta", {}).get("model_sha256") == model_sha256 and same_sets else None
+
+
 def evaluate_seeds(split: Split, seeds: list[int], epochs: int, work_dir: Path, out_dir: Path, cache_dir: Path | None,
                    dev_benchmark: bool, extra: list[Source], odin: bool = True, adascale: bool = False) -> dict[str, Any]:
     """Train (or reuse) one classifier per seed, evaluate each into out_dir/seed-N, aggregate."""
@@ -49,8 +60,12 @@ def evaluate_seeds(split: Split, seeds: list[int], epochs: int, work_dir: Path, 
             train_classifier(seed_split, weights, epochs=epochs, seed=seed, split_seed=None)
         model, meta = load_classifier(weights)
         sources, validation = seed_sources(seed_split, dev_benchmark, extra)
-        inputs = EvaluationInputs(model, seed_split, sources, validation, None, sha256_file(weights), str(weights))
-        report = evaluate_all(inputs, out_dir / f"seed-{seed}", cache_dir, odin=odin, adascale=adascale)
+        report = _finished_report(out_dir / f"seed-{seed}", sha256_file(weights), [s.name for s in sources])
+        if report is None:
+            inputs = EvaluationInputs(model, seed_split, sources, validation, None, sha256_file(weights), str(weights))
+            # The one-factor ablation is a single-model study (dev-benchmark); over seeds it only costs time.
+            report = evaluate_all(inputs, out_dir / f"seed-{seed}", cache_dir, odin=odin, adascale=adascale,
+                                  ablation=False)
         tables.append(report["results"])
         validations.append(seed_validation(report))
         per_seed[seed] = {"id_test_accuracy": report["meta"]["id_test_accuracy"],
