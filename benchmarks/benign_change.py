@@ -43,7 +43,7 @@ GOAL = 0.07
 @torch.inference_mode()
 def changed_features(model, paths: list[Path], change: str, cache: Path, batch: int = 24) -> np.ndarray:
     """(N, D) float32 features of the ID test images after `change` and the live path, cached."""
-    file = cache / f"{''.join(c if c.isalnum() else '_' for c in change)}.npy"
+    file = cache / f"{change_slug(change)}.npy"
     if file.is_file():
         return np.load(file)
     out = []
@@ -55,6 +55,12 @@ def changed_features(model, paths: list[Path], change: str, cache: Path, batch: 
     cache.mkdir(parents=True, exist_ok=True)
     np.save(file, features)
     return features
+
+
+def change_slug(change: str) -> str:
+    """A file name per change; signs are spelled out ("brightness -10%" and "+10%" must not collide)."""
+    spelled = change.replace("+", "plus").replace("-", "minus").replace("%", "pct")
+    return "".join(c if c.isalnum() else "_" for c in spelled)
 
 
 def alert_rates(scores: dict[str, np.ndarray], threshold: float) -> dict[str, float]:

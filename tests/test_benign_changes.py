@@ -71,3 +71,15 @@ def test_capture_1080p_is_undone_by_the_live_scope_mask(frames) -> None:
     h, w = frames[0].shape[:2]
     expected_width = round(w * 1080 / h)
     assert abs(cropped.shape[1] - expected_width) <= 0.05 * expected_width
+
+
+def test_every_change_has_its_own_feature_cache_file() -> None:
+    """"brightness -10%" and "+10%" once shared one cache file, so the +10 % column repeated the -10 % one."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "benign_change.py"
+    spec = importlib.util.spec_from_file_location("benign_change", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert len({module.change_slug(c) for c in CHANGES}) == len(CHANGES)
