@@ -67,22 +67,22 @@ def test_unknown_recipe_or_rule_is_an_input_error(tmp_path: Path) -> None:
 
 
 def test_stop_when_final_keeps_the_checkpoint_a_full_run_keeps(tmp_path: Path, monkeypatch) -> None:
-    """Scripted validation accuracies 0.5, 1.0, 1.0, ...: the full run keeps epoch 2 (ties keep the earlier
+    """Scripted validation accuracies 0.5, 1.0, 1.0: the full run keeps epoch 2 (ties keep the earlier
     epoch), so the early-stopped run must stop after epoch 2 with the same best epoch and weights."""
     import stream_monitor.train as train_module
 
     def script() -> None:  # each run: the epochs' accuracies, then the float16 re-check at the end
-        accuracies = iter([0.5, 1.0, 1.0, 1.0])
+        accuracies = iter([0.5, 1.0, 1.0])
         monkeypatch.setattr(train_module, "evaluate_accuracy_and_loss", lambda *a: (next(accuracies, 1.0), 0.1))
 
     split = _tiny(load_split(SPLIT_FILE), {"train": 1, "val": 1})
     script()
-    full = train_classifier(split, tmp_path / "full.pt", epochs=4, batch_size=4, seed=0, num_threads=1, progress=False)
+    full = train_classifier(split, tmp_path / "full.pt", epochs=3, batch_size=4, seed=0, num_threads=1, progress=False)
     script()
-    early = train_classifier(split, tmp_path / "early.pt", epochs=4, batch_size=4, seed=0, num_threads=1,
+    early = train_classifier(split, tmp_path / "early.pt", epochs=3, batch_size=4, seed=0, num_threads=1,
                              progress=False, stop_when_final=True)
     full_meta, early_meta = (json.loads(r.sidecar_path.read_text()) for r in (full, early))
-    assert len(full_meta["val_accuracy"]) == 4 and "stopped_after_epoch" not in full_meta
+    assert len(full_meta["val_accuracy"]) == 3 and "stopped_after_epoch" not in full_meta
     assert early_meta["stopped_after_epoch"] == 2 == early_meta["best_epoch"] == full_meta["best_epoch"]
     # Tensors, not file hashes: torch.save names the archive's folder after the file.
     full_state, early_state = (torch.load(tmp_path / n, weights_only=True) for n in ("full.pt", "early.pt"))
