@@ -308,7 +308,9 @@ def _init_name(pretrained: bool, init_checkpoint: str | Path | None) -> str:
 
 _TRAIN_EPILOG = """example:
   stream-monitor train --split configs/splits/hyperkvasir-lgi.json --arch efficientnet_lite0 \\
-      --epochs 20 --out stream_monitor/assets/efficientnet_lite0_hyperkvasir.pt   # + .json sidecar"""
+      --epochs 20 --out stream_monitor/assets/efficientnet_lite0_hyperkvasir.pt   # + .json sidecar
+  stream-monitor train --augment paper+capture --keep val_loss --threads 1 --out runs/capture.pt
+      # capture-card augmentation; also keeps the lowest-validation-loss epoch as runs/capture.val-loss.pt"""
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
