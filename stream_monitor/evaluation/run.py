@@ -93,11 +93,12 @@ class _LogitsOnly(torch.nn.Module):
 
 
 def evaluate_all(inputs: EvaluationInputs, out_dir: Path, cache_dir: Path | None = None, odin: bool = True,
-                 select: bool = True, adascale: bool = False, ablation: bool = True) -> dict[str, Any]:
+                 select: bool = True, adascale: bool = False, ablation: bool = True,
+                 fusions: bool = True) -> dict[str, Any]:
     """Run the whole evaluation, write every report file into `out_dir`, return the report dict."""
     out_dir.mkdir(parents=True, exist_ok=True)
     data, facts = build_data(inputs, cache_dir)
-    headline = run_methods(headline_methods(), data, "methods")
+    headline = run_methods(headline_methods(fusions), data, "methods")
     if odin:
         headline.append(odin_result(inputs))
     if adascale:  # a gradient and a second forward pass per image: opt-in, like ODIN's cost
