@@ -1,4 +1,5 @@
-"""Baseline OOD detectors that NERO is compared against (NERO.md §8), plus KNN, ASH, SCALE and GEN.
+"""Baseline OOD detectors that NERO is compared against (NERO.md §8), plus KNN, ASH, SCALE and GEN, and
+the recent feature/head scores Residual, RMDS, fDBD, NNGuide and NCI (`recent.py`).
 
 Every detector follows one contract, so that evaluation code can loop over all of them (and NERO):
 
@@ -8,15 +9,17 @@ Every detector follows one contract, so that evaluation code can loop over all o
 
 The maths of each method is a module-level pure function on float64 arrays (e.g. `energy_score`), reused
 across detectors. ODIN needs the torch model and the images, so it is the function `odin_score`, not a
-registry entry.
+registry entry. AdaSCALE (A and L) needs a second forward pass on a perturbed image, so it is the
+function `adascale_scores` in `adascale.py`, run like ODIN.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from stream_monitor.baselines._common import HeadDetector
-from stream_monitor.baselines.activation_shaping import (
+from ..errors import InputError
+from ._common import HeadDetector
+from .activation_shaping import (
     ASH,
     SCALE,
     ReAct,
@@ -25,7 +28,7 @@ from stream_monitor.baselines.activation_shaping import (
     react_threshold,
     scale_shape,
 )
-from stream_monitor.baselines.feature_based import (
+from .feature_based import (
     KNN,
     NECO,
     Mahalanobis,
@@ -36,8 +39,8 @@ from stream_monitor.baselines.feature_based import (
     vim_default_dim,
     vim_score,
 )
-from stream_monitor.baselines.gradient import IMAGENET_STD, GradNorm, gradnorm_score, odin_score
-from stream_monitor.baselines.logit_based import (
+from .gradient import IMAGENET_STD, GradNorm, gradnorm_score, odin_score
+from .logit_based import (
     GEN,
     MSP,
     Energy,
@@ -49,11 +52,22 @@ from stream_monitor.baselines.logit_based import (
     max_logit_score,
     msp_score,
 )
-from stream_monitor.errors import InputError
+from .recent import (
+    FDBD,
+    NCI,
+    RMDS,
+    NNGuide,
+    Residual,
+    fdbd_score,
+    nci_score,
+    nnguide_score,
+    rmds_score,
+)
 
 BASELINES: dict[str, type[HeadDetector]] = {
     cls.name: cls
-    for cls in (MSP, Energy, Entropy, MaxLogit, GEN, Mahalanobis, ViM, NECO, KNN, ReAct, ASH, SCALE, GradNorm)
+    for cls in (MSP, Energy, Entropy, MaxLogit, GEN, Mahalanobis, ViM, NECO, KNN, ReAct, ASH, SCALE, GradNorm,
+                Residual, RMDS, FDBD, NNGuide, NCI)
 }
 """Registry name -> detector class; each class's `name` attribute is its key."""
 
@@ -80,6 +94,15 @@ def create_baseline(name: str, **kwargs: Any) -> HeadDetector:
 
 __all__ = [
     "ASH",
+    "FDBD",
+    "NCI",
+    "NNGuide",
+    "RMDS",
+    "Residual",
+    "fdbd_score",
+    "nci_score",
+    "nnguide_score",
+    "rmds_score",
     "BASELINES",
     "GEN",
     "KNN",

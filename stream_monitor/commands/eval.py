@@ -36,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an OOD set: a folder of images or a video file (repeatable)")
     parser.add_argument("--stride", type=int, default=1, help="keep every n-th frame of video OOD sets")
     parser.add_argument("--no-odin", action="store_true", help="skip ODIN (it needs a gradient pass over every image)")
+    parser.add_argument("--no-fusions", action="store_true",
+                        help="skip the NERO-based fusions (each refits its components three times)")
+    parser.add_argument("--adascale", action="store_true",
+                        help="also run AdaSCALE-A/-L (a gradient and a second forward pass over every image)")
     parser.add_argument("--seeds", help="comma-separated split seeds: train one classifier per seed and report mean ± std")
     parser.add_argument("--epochs", type=int, default=20, help="training epochs per seed (with --seeds)")
     parser.add_argument("--work-dir", type=Path, default=Path("runs/seeds"), help="where per-seed classifiers go")
@@ -71,11 +75,13 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds:
         seeds = [int(s) for s in args.seeds.split(",")]
         report = evaluate_seeds(split, seeds, args.epochs, args.work_dir, args.out, cache_dir(args), args.dev_benchmark,
-                                [parse_named_source(t, args.stride) for t in args.ood], odin=not args.no_odin)
+                                [parse_named_source(t, args.stride) for t in args.ood], odin=not args.no_odin,
+                                adascale=args.adascale)
     else:
         model, model_sha = load_model(args)
         inputs = EvaluationInputs(model, split, sources, validation, id_test, model_sha, _display(args.model))
-        report = evaluate_all(inputs, args.out, cache_dir(args), odin=not args.no_odin)
+        report = evaluate_all(inputs, args.out, cache_dir(args), odin=not args.no_odin, adascale=args.adascale,
+                              fusions=not args.no_fusions)
     print((args.out / "report.md").read_text())
     print(f"report written to {args.out}/ (report.md, report.json, report.csv, *.png)")
     return 0

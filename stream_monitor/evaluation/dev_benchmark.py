@@ -93,13 +93,17 @@ class _LogitsOnly(torch.nn.Module):
 
 
 def evaluate_all(inputs: EvaluationInputs, out_dir: Path, cache_dir: Path | None = None, odin: bool = True,
-                 select: bool = True) -> dict[str, Any]:
+                 select: bool = True, adascale: bool = False, ablation: bool = True,
+                 fusions: bool = True) -> dict[str, Any]:
     """Run the whole evaluation, write every report file into `out_dir`, return the report dict."""
     out_dir.mkdir(parents=True, exist_ok=True)
     data, facts = build_data(inputs, cache_dir)
-    headline = run_methods(headline_methods(), data, "methods")
+    headline = run_methods(headline_methods(fusions), data, "methods")
     if odin:
         headline.append(odin_result(inputs))
+    if adascale:  # a gradient and a second forward pass per image: opt-in, like ODIN's cost
+        from .adascale_eval import adascale_results
+        headline += adascale_results(inputs)
     report: dict[str, Any] = {
         "meta": {"model": inputs.model_name, "model_sha256": inputs.model_sha256, "arch": inputs.model.arch,
                  "split_seed": inputs.split.seed, "stream_monitor": __version__, **facts,
@@ -109,16 +113,17 @@ def evaluate_all(inputs: EvaluationInputs, out_dir: Path, cache_dir: Path | None
     }
     chosen = None
     if select and data.ood_val:
-        ablation = run_methods(ablation_methods(len(data.train_features)), data, "ablation")
+        ablated = run_methods(ablation_methods(len(data.train_features)), data, "ablation") if ablation else []
         candidates = run_methods(selection_candidates(len(data.train_features)), data, "selection")
         chosen = dataclasses.replace(select_default(candidates), name="nero_default")
         report["results"]["nero_default"] = {o: m.to_dict() for o, m in chosen.test.items()}
-        report["validation"] = {r.name: r.validation.to_dict() for r in headline + ablation if r.validation}
+        report["validation"] = {r.name: r.validation.to_dict() for r in headline + ablated if r.validation}
         report["ablation"] = {r.name: {"validation": r.validation.to_dict(), "test": {o: m.to_dict() for o, m in r.test.items()}}
-                              for r in ablation}
+                              for r in ablated}
         report["selection"] = {"rule": SELECTION_RULE, "options": chosen.options, "validation": chosen.validation.to_dict(),
                                "candidates": {c.name: {"auroc": c.validation.auroc, "fpr95": c.validation.fpr95} for c in candidates}}
-        rep.plot_ablation(out_dir / "ablation.png", ablation)
+        if ablated:
+            rep.plot_ablation(out_dir / "ablation.png", ablated)
         headline.append(chosen)
         detector = fit_default(inputs, chosen.options, cache_dir)
         detector.save(out_dir / "nero_default.npz")

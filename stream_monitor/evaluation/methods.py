@@ -47,9 +47,31 @@ def baseline_methods() -> list[Method]:
     return [Method(n, "baseline", lambda n=n: create_baseline(n)) for n in names]
 
 
-def headline_methods() -> list[Method]:
-    """NERO as the paper codes it, NERO robust, and every baseline: the main table."""
-    return [nero_method("nero_parity", mode="parity"), nero_method("nero_robust", mode="robust")] + baseline_methods()
+def headline_methods(fusions: bool = True) -> list[Method]:
+    """NERO as the paper codes it, NERO robust, every baseline and (unless `fusions=False`: each fits its
+    components three times) the NERO-based fusions: the main table."""
+    return ([nero_method("nero_parity", mode="parity"), nero_method("nero_robust", mode="robust")] + baseline_methods()
+            + (fusion_methods() if fusions else []))
+
+
+def fusion_methods() -> list[Method]:
+    """NERO's relevance residual (the shipped default's score) z-fused with feature-space evidence, NERO's
+    relevance distance in a whitened space, and one fusion without NERO as a control (see fusion.py)."""
+    from ..baselines.fusion import WhitenedRelevanceDistance, ZScoreFusion, nero_residual
+
+    parts: dict[str, Callable[[], Any]] = {
+        "nero-r": nero_residual, "neco": lambda: create_baseline("neco"), "knn": lambda: create_baseline("knn"),
+        "residual": lambda: create_baseline("residual"), "rmds": lambda: create_baseline("rmds"),
+        "wrel": lambda: WhitenedRelevanceDistance(50),
+    }
+    combos = [("nero-r", "neco"), ("nero-r", "knn"), ("nero-r", "residual"), ("nero-r", "rmds"),
+              ("nero-r", "neco", "knn"), ("nero-r", "wrel"), ("neco", "knn")]
+    methods = [Method("nero_whitened_distance", "fusion", lambda: WhitenedRelevanceDistance(50), {"components": 50})]
+    for combo in combos:
+        factories = [parts[name] for name in combo]
+        methods.append(Method("fusion " + "+".join(f"z({name})" for name in combo), "fusion",
+                              lambda f=factories, c=combo: ZScoreFusion(f, c), {"components": list(combo)}))
+    return methods
 
 
 def ablation_methods(n_train: int | None = None) -> list[Method]:

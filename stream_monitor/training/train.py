@@ -26,7 +26,6 @@ import timm
 import torch
 import torchvision
 from torch import Tensor
-from torchvision.transforms import v2
 from tqdm import tqdm
 
 import stream_monitor
@@ -37,8 +36,14 @@ from ..data.split import Split, load_split, resplit
 from ..errors import InputError
 from ..models import ClassifierAdapter, create_model, load_checkpoint, sha256_file
 from ..preprocess import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE, normalize_uint8_tensor, to_model_rgb
+from .augment import RECIPES, augmentation, paper_augmentation
 
-__all__ = ["TrainResult", "add_train_arguments", "evaluate_accuracy", "load_subset", "paper_augmentation",
+# Extra checkpoints a run can keep besides the best-by-validation-accuracy one (the paper's rule). Validation
+# accuracy saturates at 100 % within a few epochs on this data; the validation loss keeps moving after it.
+CHECKPOINT_RULES = ("val_loss",)
+
+__all__ = ["CHECKPOINT_RULES", "TrainResult", "add_train_arguments", "evaluate_accuracy", "evaluate_accuracy_and_loss",
+           "kept_checkpoint_path", "load_subset", "paper_augmentation",
            "run_train", "train_classifier"]
 
 DEFAULT_SPLIT = "configs/splits/hyperkvasir-lgi.json"
@@ -58,17 +63,6 @@ class TrainResult:
     seconds: float
 
 
-def paper_augmentation() -> v2.Compose:
-    """The reference training augmentation, for one (3, H, W) uint8 RGB tensor."""
-    return v2.Compose([
-        v2.RandomHorizontalFlip(0.5),
-        v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25),
-        v2.RandomVerticalFlip(0.5),
-        v2.RandomInvert(0.3),
-        v2.RandomEqualize(0.3),
-    ])
-
-
 def load_subset(split: Split, subset: str, progress: bool = True) -> tuple[Tensor, Tensor]:
     """Decode, sha1-check and resize one subset into memory.
 
@@ -84,21 +78,31 @@ def load_subset(split: Split, subset: str, progress: bool = True) -> tuple[Tenso
 
 
 @torch.inference_mode()
-def evaluate_accuracy(model: ClassifierAdapter, images: Tensor, labels: Tensor) -> float:
-    """Top-1 accuracy in [0, 1] of `model` (switched to eval mode) on uint8 (N, 3, H, W) images."""
+def evaluate_accuracy_and_loss(model: ClassifierAdapter, images: Tensor, labels: Tensor) -> tuple[float, float]:
+    """Top-1 accuracy in [0, 1] and mean cross-entropy (nats) of `model` (switched to eval mode) on uint8
+    (N, 3, H, W) images."""
     model.eval()
-    correct = 0
+    correct, loss = 0, 0.0
     for start in range(0, len(images), _EVAL_BATCH):
         logits, _, _ = model(normalize_uint8_tensor(images[start:start + _EVAL_BATCH]))
-        correct += int((logits.argmax(1) == labels[start:start + _EVAL_BATCH]).sum())
-    return correct / max(len(images), 1)
+        target = labels[start:start + _EVAL_BATCH]
+        correct += int((logits.argmax(1) == target).sum())
+        loss += float(torch.nn.functional.cross_entropy(logits.float(), target, reduction="sum"))
+    n = max(len(images), 1)
+    return correct / n, loss / n
+
+
+def evaluate_accuracy(model: ClassifierAdapter, images: Tensor, labels: Tensor) -> float:
+    """Top-1 accuracy in [0, 1] of `model` (switched to eval mode) on uint8 (N, 3, H, W) images."""
+    return evaluate_accuracy_and_loss(model, images, labels)[0]
 
 
 def _train_epoch(model: ClassifierAdapter, optimizer: torch.optim.Optimizer, images: Tensor,
-                 labels: Tensor, batch_size: int, generator: torch.Generator, bar: tqdm) -> float:
+                 labels: Tensor, batch_size: int, generator: torch.Generator, bar: tqdm,
+                 recipe: str = "paper") -> float:
     """One pass over shuffled, augmented training images; returns the mean training loss."""
     model.train()
-    augment = paper_augmentation()
+    augment = augmentation(recipe)
     order = torch.randperm(len(images), generator=generator)
     losses = []
     for start in range(0, len(order), batch_size):
@@ -156,7 +160,8 @@ def train_classifier(split: Split | str | Path, out: str | Path, *, arch: str = 
                      split_seed: int | None = None, data_root: str | Path | None = None,
                      pretrained: bool = True, init_checkpoint: str | Path | None = None,
                      trust_pickle: bool = False, num_threads: int | None = 2,
-                     progress: bool = True, head: str | None = None) -> TrainResult:
+                     progress: bool = True, head: str | None = None, augment: str = "paper",
+                     keep: tuple[str, ...] = (), stop_when_final: bool = False) -> TrainResult:
     """Train `arch` on the split's ID train set; keep the best epoch by ID validation accuracy.
 
     Args:
@@ -167,12 +172,23 @@ def train_classifier(split: Split | str | Path, out: str | Path, *, arch: str = 
         init_checkpoint: start the backbone from this checkpoint instead (head kept new).
         num_threads: torch CPU threads while training (None leaves it; restored afterwards).
         head: torchvision architectures only — dotted name of the final nn.Linear (None: found, verified).
+        augment: augmentation recipe, see `stream_monitor.training.augment.RECIPES` ("paper" = NERO.md §9).
+        keep: extra checkpoint rules (`CHECKPOINT_RULES`); "val_loss" also keeps the epoch of lowest ID
+            validation loss as `<out stem>.val-loss.pt` with its own sidecar. The main checkpoint is always
+            the paper's rule (best validation accuracy), so the old recipe stays reproducible.
+        stop_when_final: stop once no later epoch can replace the kept checkpoint (validation accuracy
+            1.0 reached, ties keep the earlier epoch, and no `keep` rule): the checkpoint is then exactly
+            the one the full run would keep, at a fraction of the time. Recorded as `stopped_after_epoch`.
 
     Returns:
         TrainResult; the checkpoint is rewritten at each new best epoch, the sidecar after every epoch.
     """
     if epochs < 1 or batch_size < 1:
         raise InputError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    if augment not in RECIPES:
+        raise InputError(f"unknown augmentation recipe {augment!r}; known: {', '.join(RECIPES)}")
+    if unknown := sorted(set(keep) - set(CHECKPOINT_RULES)):
+        raise InputError(f"unknown checkpoint rule(s) {unknown}; known: {', '.join(CHECKPOINT_RULES)}")
     previous_threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(num_threads)
@@ -192,13 +208,18 @@ def train_classifier(split: Split | str | Path, out: str | Path, *, arch: str = 
             "n_train": len(train[1]), "n_val": len(val[1]), "seed": seed, "epochs": epochs,
             "batch_size": batch_size, "optimizer": f"Adam(lr={lr})",
             "init": _init_name(pretrained, init_checkpoint),
-            "augmentation": " ".join(repr(paper_augmentation()).split()), "preprocess": _PREPROCESS,
+            "augmentation": " ".join(repr(augmentation(augment)).split()), "preprocess": _PREPROCESS,
             "val_accuracy": [], "train_loss": [], "best_epoch": None, "best_val_accuracy": None,
             "weights_dtype": "float16", "weights_sha256": None, "versions": _versions(),
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         }
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        return _fit(model, optimizer, train, val, generator, Path(out), record, started, progress)
+        if augment != "paper":  # old sidecars stay byte-identical in layout for the paper's recipe
+            record["augment_recipe"] = augment
+        if keep:
+            record["val_loss"] = []
+        return _fit(model, optimizer, train, val, generator, Path(out), record, started, progress,
+                    augment, tuple(keep), stop_when_final)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -224,28 +245,44 @@ def _split_record(split: Split, split_file: Path | None) -> dict:
             "split_seed": split.seed, "fractions": list(split.fractions)}
 
 
+def kept_checkpoint_path(out: str | Path, rule: str) -> Path:
+    """Where `train_classifier(..., keep=(rule,))` writes the extra checkpoint of `rule`."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.{rule.replace('_', '-')}{out.suffix}")
+
+
 def _fit(model: ClassifierAdapter, optimizer: torch.optim.Optimizer, train: tuple[Tensor, Tensor],
          val: tuple[Tensor, Tensor], generator: torch.Generator, out: Path, record: dict,
-         started: float, progress: bool) -> TrainResult:
+         started: float, progress: bool, recipe: str = "paper", keep: tuple[str, ...] = (),
+         stop_when_final: bool = False) -> TrainResult:
     """The epoch loop: train, validate, keep the best epoch (float16 file + sidecar after each)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     sidecar = out.with_suffix(".json")
-    epochs, best = record["epochs"], -1.0
+    epochs, best, best_loss = record["epochs"], -1.0, float("inf")
     for epoch in range(1, epochs + 1):
         with tqdm(total=len(train[1]), desc=f"epoch {epoch}/{epochs}", disable=not progress,
                   unit="img") as bar:
-            loss = _train_epoch(model, optimizer, *train, record["batch_size"], generator, bar)
-            accuracy = evaluate_accuracy(model, *val)
+            loss = _train_epoch(model, optimizer, *train, record["batch_size"], generator, bar, recipe)
+            accuracy, val_loss = evaluate_accuracy_and_loss(model, *val)
             bar.set_postfix(loss=f"{loss:.3f}", val_acc=f"{accuracy:.4f}")
-        _log.info("epoch %d/%d: train loss %.4f, val accuracy %.4f", epoch, epochs, loss, accuracy)
+        _log.info("epoch %d/%d: train loss %.4f, val accuracy %.4f, val loss %.4f", epoch, epochs, loss,
+                  accuracy, val_loss)
         record["train_loss"].append(round(loss, 6))
         record["val_accuracy"].append(accuracy)
+        if "val_loss" in record:
+            record["val_loss"].append(round(val_loss, 6))
         if accuracy > best:  # strict: ties keep the earlier (less trained) epoch
             best = accuracy
             _save_half(model, out)
             record.update(best_epoch=epoch, best_val_accuracy=accuracy, weights_sha256=sha256_file(out))
+        if "val_loss" in keep and val_loss < best_loss:
+            best_loss = val_loss
+            _keep_checkpoint(model, out, record, "val_loss", epoch, val_loss)
         record["seconds"] = round(time.monotonic() - started, 1)
         _write_sidecar(sidecar, record)
+        if stop_when_final and not keep and best >= 1.0 and epoch < epochs:
+            record["stopped_after_epoch"] = epoch  # no later epoch can beat 1.0 under the strict rule
+            break
     # What users get is the float16 file: report its accuracy, not only the float32 one.
     load_checkpoint(model, out)
     record["best_val_accuracy_float16"] = evaluate_accuracy(model, *val)
@@ -253,6 +290,17 @@ def _fit(model: ClassifierAdapter, optimizer: torch.optim.Optimizer, train: tupl
     _write_sidecar(sidecar, record)
     return TrainResult(out, sidecar, list(record["val_accuracy"]), record["best_epoch"], best,
                        record["seconds"])
+
+
+def _keep_checkpoint(model: ClassifierAdapter, out: Path, record: dict, rule: str, epoch: int,
+                     value: float) -> None:
+    """Write the extra checkpoint of `rule` and a complete sidecar of its own (loadable on its own)."""
+    path = kept_checkpoint_path(out, rule)
+    _save_half(model, path)
+    own = {**record, "status": "complete", "checkpoint_rule": rule, "best_epoch": epoch,
+           f"best_{rule}": round(value, 6), "weights_sha256": sha256_file(path),
+           "best_val_accuracy": record["val_accuracy"][epoch - 1]}
+    _write_sidecar(path.with_suffix(".json"), own)
 
 
 def _init_name(pretrained: bool, init_checkpoint: str | Path | None) -> str:
@@ -263,7 +311,9 @@ def _init_name(pretrained: bool, init_checkpoint: str | Path | None) -> str:
 
 _TRAIN_EPILOG = """example:
   stream-monitor train --split configs/splits/hyperkvasir-lgi.json --arch efficientnet_lite0 \\
-      --epochs 20 --out stream_monitor/assets/efficientnet_lite0_hyperkvasir.pt   # + .json sidecar"""
+      --epochs 20 --out stream_monitor/assets/efficientnet_lite0_hyperkvasir.pt   # + .json sidecar
+  stream-monitor train --augment paper+capture --keep val_loss --threads 1 --out runs/capture.pt
+      # capture-card augmentation; also keeps the lowest-validation-loss epoch as runs/capture.val-loss.pt"""
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -293,6 +343,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s; "
                         "on a CPU busy with other jobs, 1 can be twice as fast)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--augment", default="paper", choices=RECIPES,
+                        help="augmentation recipe (default: %(default)s, the NERO paper's; paper+capture adds "
+                        "crop/scale jitter, JPEG and gamma as a capture card would)")
+    parser.add_argument("--stop-when-final", action="store_true",
+                        help="stop once validation accuracy is 1.0: no later epoch could replace the checkpoint")
+    parser.add_argument("--keep", action="append", default=[], choices=CHECKPOINT_RULES,
+                        help="also keep the best epoch by this rule as <out>.val-loss.pt (repeatable)")
     own = parser.add_argument_group("own data (instead of --split; one sub-folder per class)")
     own.add_argument("--id-train", type=Path, help="ID training images, e.g. data/train/<class>/*.jpg")
     own.add_argument("--id-val", type=Path, help="ID validation images with the same class folders")
@@ -313,7 +370,8 @@ def run_train(args: argparse.Namespace) -> int:
         split, args.out, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, split_seed=split_seed, data_root=None if own else args.data_root,
         pretrained=not args.no_pretrained, init_checkpoint=args.init_checkpoint,
-        trust_pickle=args.trust_pickle, num_threads=args.threads, progress=not args.no_progress, head=args.head)
+        trust_pickle=args.trust_pickle, num_threads=args.threads, progress=not args.no_progress, head=args.head,
+        augment=args.augment, keep=tuple(args.keep), stop_when_final=args.stop_when_final)
     accuracies = " ".join(f"{a:.4f}" for a in result.val_accuracy)
     print(f"val accuracy per epoch: {accuracies}\nbest epoch {result.best_epoch} "
           f"({result.best_val_accuracy:.4f}), {result.seconds:.0f} s → {result.weights_path}")

@@ -15,7 +15,7 @@ TOY_KWARGS: dict[str, dict[str, object]] = {"neco": {"dim": 2}}
 
 EXPECTED_NAMES = {
     "msp", "energy", "entropy", "max_logit", "gen", "mahalanobis", "vim", "neco", "knn",
-    "react", "ash", "scale", "gradnorm",
+    "react", "ash", "scale", "gradnorm", "residual", "rmds", "fdbd", "nnguide", "nci",
 }  # fmt: skip
 
 
@@ -74,10 +74,10 @@ def test_float32_and_list_inputs_score_like_float64(name: str, toy) -> None:
 
 
 def test_labels_do_not_matter_to_label_free_detectors(toy) -> None:
-    """Only Mahalanobis uses train labels; the others must ignore them."""
+    """Only Mahalanobis and RMDS (class means) use train labels; the others must ignore them."""
     shuffled = np.random.default_rng(1).permutation(toy.train_labels)
     x = np.vstack([toy.id_features[:10], toy.ood_features[:10]])
-    for name in sorted(EXPECTED_NAMES - {"mahalanobis"}):
+    for name in sorted(EXPECTED_NAMES - {"mahalanobis", "rmds"}):
         a = _fitted(name, toy).score(x)
         det = create_baseline(name, **TOY_KWARGS.get(name, {}))
         b = det.fit(toy.train_features, shuffled, toy.weight, toy.bias).score(x)

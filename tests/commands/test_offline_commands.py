@@ -38,6 +38,7 @@ def test_fit_writes_an_artifact_bound_to_the_model(fitted, tiny_model, capsys):
 def test_eval_reports_every_method_for_every_ood_set(tiny_model, tiny_split, tiny_root, tmp_path):
     out = tmp_path / "report"
     args = ["eval", "--model", str(tiny_model), "--split", str(tiny_split), "--out", str(out), "--no-cache",
+            "--no-fusions",  # tests/test_fusion.py covers them; here they would double the run time
             "--ood", f"polyp={tiny_root / 'polyp'}", "--ood", f"stool={tiny_root / 'impacted-stool'}"]
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
@@ -70,7 +71,7 @@ def test_eval_selects_a_default_on_validation_ood_only(tiny_model, tiny_split, t
 
     def run(test_files, out):
         sources = [Source("ood", "files", files=tuple(test_files))]
-        return evaluate_all(EvaluationInputs(model, split, sources, validation), out, None, odin=False)
+        return evaluate_all(EvaluationInputs(model, split, sources, validation), out, None, odin=False, fusions=False)
 
     first = run(test["polyp"], tmp_path / "a")
     second = run(test["impacted-stool"], tmp_path / "b")

@@ -1,4 +1,4 @@
-"""The feature cache (stream_monitor.features.extract_paths) keys on resolved paths and file content.
+"""The feature cache (stream_monitor.data.features.extract_paths) keys on resolved paths and file content.
 
 Issue 16: the key was (path string, size, mtime in whole seconds), so `../shared/data/x.jpg` from one
 checkout and the same file from another got different keys (extracted twice), and a file rewritten

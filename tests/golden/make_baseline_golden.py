@@ -44,6 +44,14 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "ash": ("ash", {}),
     "scale": ("scale", {}),
     "gradnorm": ("gradnorm", {}),
+    "residual": ("residual", {}),
+    "residual_dim4": ("residual", {"dim": 4}),
+    "rmds": ("rmds", {}),
+    "fdbd": ("fdbd", {}),
+    "nnguide": ("nnguide", {}),
+    "nnguide_k3": ("nnguide", {"k": 3}),
+    "nci": ("nci", {}),
+    "nci_alpha01": ("nci", {"alpha": 0.1}),
 }
 ODIN_CASES: dict[str, dict[str, float]] = {
     "odin": {},
