@@ -1,4 +1,4 @@
-"""NERO-based fusions (stream_monitor/fusion.py) and the cross-seed selection rule over all methods."""
+"""NERO-based fusions (stream_monitor/baselines/fusion.py) and the cross-seed selection rule over all methods."""
 
 from __future__ import annotations
 
