@@ -4,7 +4,7 @@ with validation metrics from the validation OOD images only."""
 from __future__ import annotations
 
 import numpy as np
-from tests.test_train import _tiny
+from tests.training.test_train import _tiny
 
 from stream_monitor import bundled
 from stream_monitor.data.split import load_split

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.test_train import SPLIT_FILE, _tiny  # the same tiny real subset as the paper-recipe tests
+from tests.training.test_train import SPLIT_FILE, _tiny  # the same tiny real subset as the paper-recipe tests
 
 from stream_monitor.data.split import load_split
 from stream_monitor.errors import InputError
