@@ -45,7 +45,7 @@ def assert_clean_log(text: str) -> None:
 
 
 def _config(tmp_path: Path, live_model, clip: Path, port: int | None, source_extra: str = "loop: true",
-            checkpoint: Path | None = None) -> Path:
+            checkpoint: Path | None = None, max_batch: int = 8) -> Path:
     metrics = f"{{port: {port}}}" if port is not None else "{enabled: false}"
     config = tmp_path / "monitor.yaml"
     config.write_text(f"""\
@@ -55,7 +55,7 @@ streams:
   - name: endo
     source: {{kind: file, path: {clip}, {source_extra}}}
 model: {{checkpoint: {checkpoint or live_model.checkpoint}, detector: {live_model.detector}, threads: 1}}
-pipeline: {{max_frame_size: [640, 540], ring_slots: 8}}
+pipeline: {{max_frame_size: [640, 540], ring_slots: 8, max_batch: {max_batch}}}
 transport: {{results: "ipc://{tmp_path}/results.sock", frames: null}}
 metrics: {metrics}
 audit: {{path: {tmp_path / 'alerts.jsonl'}}}
@@ -99,7 +99,9 @@ def _finish(monitor: subprocess.Popen) -> tuple[str, str]:
 def test_a_stop_signal_while_the_model_loads_stops_within_4_s_without_a_traceback(tmp_path, live_model, e2e_clip,
                                                                            free_port, how):
     port = free_port()
-    monitor = _start(_config(tmp_path, live_model, e2e_clip.path, port))
+    # A long warm-up (one blank batch of 128 frames) keeps the model loading for a while even on a quiet
+    # machine, so the signal really lands during start-up (with 8 it could finish first: a race, not a pass).
+    monitor = _start(_config(tmp_path, live_model, e2e_clip.path, port, max_batch=128))
     try:
         deadline = time.monotonic() + 120
         while (answer := _get(f"http://127.0.0.1:{port}/healthz")) is None:
