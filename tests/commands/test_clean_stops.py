@@ -121,7 +121,13 @@ def test_a_stop_signal_while_the_model_loads_stops_within_4_s_without_a_tracebac
         out, err = _finish(monitor)
     assert monitor.returncode == 0, err
     assert elapsed < STARTUP_STOP_BOUND_S, f"stopping during start-up took {elapsed:.2f} s\n{err}"
-    assert "stopped during start-up" in err
+    if how == "sigterm-main":
+        # Only the supervisor gets the signal: it abandons start() (StartupCancelled, logged as "stopping")
+        # and stops the loading inference process itself, whose own "stopped during start-up" line may or
+        # may not reach the log before it exits; the bound above is what shows the load was not awaited.
+        assert "stopping" in err
+    else:  # the inference process got the signal itself and abandoned the load
+        assert "stopped during start-up" in err
     assert_clean_log(out + err)
     assert not Path(f"/dev/shm/sm-cs{os.getpid()}{tmp_path.name[-6:].replace('_', '')}-endo").exists()
 
