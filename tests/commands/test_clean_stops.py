@@ -29,6 +29,7 @@ import pytest
 
 from stream_monitor.pipeline.audit_chain import verify_chain
 from stream_monitor.transport.collector import ResultCollector
+from tests.commands.processes import group_alive as _group_alive
 
 CLI = [sys.executable, "-m", "stream_monitor.cli"]
 # What the start-up test asserts: 4 s from the signal to the last process of the group gone, on this
@@ -71,14 +72,6 @@ def _get(url: str) -> tuple[int, dict] | None:
         return exc.code, json.loads(exc.read())
     except (urllib.error.URLError, ConnectionError):
         return None
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
 
 
 def _start(config: Path) -> subprocess.Popen:

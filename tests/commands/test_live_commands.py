@@ -19,6 +19,7 @@ import pytest
 from stream_monitor.cli import main
 from stream_monitor.demo.summary import metric, scrape
 from stream_monitor.pipeline.audit import read_audit_log
+from tests.commands.processes import group_alive as _group_alive
 
 CLI = [sys.executable, "-m", "stream_monitor.cli"]
 
@@ -124,14 +125,6 @@ def test_run_overlay_reload_and_sigterm(tmp_path, live_model, e2e_clip, free_por
 
 def _group(pgid: int) -> str:
     return subprocess.run(["ps", "-o", "pid,args", "-g", str(pgid)], capture_output=True, text=True).stdout
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
 
 
 def test_validate_config_points_at_lines(tmp_path, capsys):

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from stream_monitor.pipeline.audit import read_audit_log
+from tests.commands.processes import group_alive as _group_alive
 
 from .test_clean_stops import assert_clean_log
 
@@ -39,14 +40,6 @@ def _ready(url: str) -> bool:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200
     except (urllib.error.URLError, ConnectionError):
-        return False
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
         return False
 
 
