@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import InputError
 from ..nero import NeroDetector
 from ..nero.functional import class_means, fit_pca, head_relevance, pca_transform
+from . import create_baseline
 
 Factory = Callable[[], Any]
 
@@ -126,3 +127,32 @@ class WhitenedRelevanceDistance:
         whitened = pca_transform(self._relevance(features), self.pca_) / self.scale_
         distances = np.linalg.norm(whitened[:, None, :] - self.centroids_[None, :, :], axis=2)
         return distances.min(axis=1)
+
+
+def _part_factories() -> dict[str, Factory]:
+    return {"nero-r": nero_residual, "neco": lambda: create_baseline("neco"), "knn": lambda: create_baseline("knn"),
+            "residual": lambda: create_baseline("residual"), "rmds": lambda: create_baseline("rmds"),
+            "wrel": lambda: WhitenedRelevanceDistance(50)}
+
+
+FUSION_COMBOS: tuple[tuple[str, ...], ...] = (
+    ("nero-r", "neco"), ("nero-r", "knn"), ("nero-r", "residual"), ("nero-r", "rmds"), ("nero-r", "neco", "knn"),
+    ("nero-r", "wrel"), ("neco", "knn"))
+"""The z-score fusions evaluated (and servable): NERO's relevance residual with feature-space evidence,
+and one without NERO as a control."""
+
+WHITENED_DISTANCE = "nero_whitened_distance"
+
+
+def fusion_name(combo: Sequence[str]) -> str:
+    """'fusion z(nero-r)+z(neco)': the name reports and the evaluation's method tables use."""
+    return "fusion " + "+".join(f"z({name})" for name in combo)
+
+
+def fusion_factories() -> dict[str, Factory]:
+    """Every fusion by its report name → a factory of a new, unfitted one."""
+    parts = _part_factories()
+    out: dict[str, Factory] = {WHITENED_DISTANCE: lambda: WhitenedRelevanceDistance(50)}
+    for combo in FUSION_COMBOS:
+        out[fusion_name(combo)] = lambda c=combo: ZScoreFusion([parts[name] for name in c], c)
+    return out

@@ -36,4 +36,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  threshold   {cal['threshold']:.6g} at ID TPR {cal['target_tpr']:.0%} (achieved {cal['achieved_tpr']:.1%} on {cal['n_validation']} ID validation frames)")
     else:
         print("  threshold   none: run `stream-monitor fit` with ID validation data to calibrate one")
+    served = meta.get("alert_detector")
+    if served:  # stream-monitor fit --alert-detector: this detector raises the alert, NERO explains
+        scal = served["calibration"]
+        print(f"  alert       {served['name']} {json.dumps(served.get('options') or {})}: threshold "
+              f"{scal['threshold']:.6g} at ID TPR {scal['target_tpr']:.0%} (achieved {scal['achieved_tpr']:.1%}); "
+              "NERO above explains each frame")
+    if meta.get("site_model"):
+        print("  site model  enrolled (stream-monitor enroll --site-model)")
     return 0

@@ -22,11 +22,11 @@ from pathlib import Path
 from ..capture.ring import ring_name
 from ..config import OverlayConfig
 from ..config_yaml import load_config
-from ..transport.security import client_from_config
 from ..errors import InputError, StreamMonitorError
 from ..overlay.process import build_sinks
 from ..overlay.viewer import OverlayViewer
 from ..service import configure_logging
+from ..transport.security import client_from_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

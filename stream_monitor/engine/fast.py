@@ -29,6 +29,7 @@ from .. import kernels
 from ..kernels.cpu_pipeline import score_rows
 from ..models.base import ClassifierAdapter
 from ..nero import NeroDetector
+from .alert import apply_alert
 from .backends import EngineBackend, EngineOptions, select_backend
 from .contract import ScoredBatch
 from .fused import FusedNero
@@ -42,8 +43,9 @@ class EngineScorer:
     """Scores preprocessed frames through a compiled back-end and the scoring kernels."""
 
     def __init__(self, engine: EngineBackend, detector: NeroDetector, top_n: int = 5, heatmaps: bool = True,
-                 explanation=None) -> None:
+                 explanation=None, alert=None) -> None:
         self.engine = engine
+        self.alert = alert  # baselines.serving.AlertDetector: what raises the alert when not NERO (engine/alert.py)
         self.explanation = explanation  # explanations.assets.ExplanationAssets: the validated map and neuron drivers
         self.backend = engine.name
         self.detector = detector
@@ -63,7 +65,7 @@ class EngineScorer:
 
     @property
     def threshold(self) -> float:
-        return self.detector.threshold
+        return self.alert.threshold if self.alert is not None else self.detector.threshold
 
     def score_batch(self, images: np.ndarray) -> ScoredBatch:
         """images: (B, 3, H, W) float32, ImageNet-normalised; any B (split into chunks of max_batch)."""
@@ -80,7 +82,7 @@ class EngineScorer:
             descriptors = out["patch_features"].cpu() if "patch_features" in out else None
             scored = refine_batch(self.explanation, scored, images, out["relevance"].cpu().numpy(),
                                   out["features"].cpu().numpy(), descriptors, self.detector, self.top_n)
-        return scored
+        return self._alert(scored, out)
 
     def score_uint8(self, rgb: np.ndarray) -> ScoredBatch:
         """rgb: (B, H, W, 3) uint8 model-sized RGB, as the capture processes write it to the ring; the
@@ -91,7 +93,14 @@ class EngineScorer:
             return _concatenate(parts)
         threshold = self.detector.threshold
         with torch.inference_mode():
-            return self.finish(self.engine.run_uint8(rgb), threshold)
+            out = self.engine.run_uint8(rgb)
+            return self._alert(self.finish(out, threshold), out)
+
+    def _alert(self, scored: ScoredBatch, out: dict[str, Tensor]) -> ScoredBatch:
+        """The served alert detector's score and flags on this batch's pooled features (engine/alert.py)."""
+        if self.alert is None:
+            return scored
+        return apply_alert(scored, out["features"].cpu().numpy(), self.alert)
 
     def finish(self, out: dict[str, Tensor], threshold: float) -> ScoredBatch:
         """Everything after the graph, on the graph's device: ρ, distance, score, flags, explanation,
@@ -204,7 +213,7 @@ def _concatenate(parts: list[ScoredBatch]) -> ScoredBatch:
 
 def create_scorer(model: ClassifierAdapter, detector: NeroDetector, backend: str = "auto", *, device: str = "auto",
                   top_n: int = 5, heatmaps: bool = True, options: EngineOptions | None = None,
-                  explanation=None) -> EngineScorer:
+                  explanation=None, alert=None) -> EngineScorer:
     """Build the fastest available engine for `model` + `detector` and say which at start-up (INFO log).
 
     backend: "auto" (tensorrt → torch-cuda → openvino → torch-cpu, first available) or one of
@@ -214,6 +223,8 @@ def create_scorer(model: ClassifierAdapter, detector: NeroDetector, backend: str
         `EngineOptions`).
     explanation: `explanations.assets.ExplanationAssets` fitted for this model: its patch map replaces the
         heatmap (descriptors from the engine's own forward pass), its score drivers the top neurons.
+    alert: `baselines.serving.AlertDetector` stored in the detector artifact: its score raises the alert,
+        NERO still explains every frame (engine/alert.py).
     The detector must be fitted on this model's head (checked) and calibrated before scoring.
     """
     options = options or EngineOptions()
@@ -229,7 +240,7 @@ def create_scorer(model: ClassifierAdapter, detector: NeroDetector, backend: str
     fused = FusedNero(model, detector, project=True, rho=on_gpu, feature_map=heatmaps, patch_blocks=patch_blocks)
     started = time.perf_counter()
     engine = cls(fused, options)
-    scorer = EngineScorer(engine, detector, top_n=top_n, heatmaps=heatmaps, explanation=explanation)
+    scorer = EngineScorer(engine, detector, top_n=top_n, heatmaps=heatmaps, explanation=explanation, alert=alert)
     log.info("engine back-end: %s — built in %.1f s%s", engine.describe(), time.perf_counter() - started,
              "".join(f"; skipped {s}" for s in skipped))
     return scorer

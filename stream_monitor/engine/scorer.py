@@ -9,6 +9,7 @@ import torch
 from ..models.base import ClassifierAdapter
 from ..nero import NeroDetector
 from ..nero.heatmap import deviation_heatmap
+from .alert import apply_alert
 from .contract import ScoredBatch
 
 
@@ -18,7 +19,7 @@ class Scorer:
     backend = "torch-cpu-reference"
 
     def __init__(self, model: ClassifierAdapter, detector: NeroDetector, top_n: int = 5, heatmaps: bool = True,
-                 explanation=None) -> None:
+                 explanation=None, alert=None) -> None:
         weight, bias = model.head_arrays()
         detector.check_head(weight, bias)
         self.model = model.eval()
@@ -26,10 +27,11 @@ class Scorer:
         self.top_n = top_n
         self.heatmaps = heatmaps
         self.explanation = explanation  # explanations.assets.ExplanationAssets: the validated map and neuron drivers
+        self.alert = alert  # baselines.serving.AlertDetector: what raises the alert when not NERO (engine/alert.py)
 
     @property
     def threshold(self) -> float:
-        return self.detector.threshold
+        return self.alert.threshold if self.alert is not None else self.detector.threshold
 
     @torch.inference_mode()
     def score_batch(self, images: np.ndarray) -> ScoredBatch:
@@ -61,9 +63,9 @@ class Scorer:
             deviations=exp.deviations.astype(np.float32),
             heatmaps=heat,
         )
-        if self.explanation is None:
-            return scored
-        from ..explanations.assets import refine_batch
+        if self.explanation is not None:
+            from ..explanations.assets import refine_batch
 
-        return refine_batch(self.explanation, scored, images, parts.relevance, features.double().numpy(),
-                            descriptors if self.heatmaps else None, self.detector, self.top_n)
+            scored = refine_batch(self.explanation, scored, images, parts.relevance, features.double().numpy(),
+                                  descriptors if self.heatmaps else None, self.detector, self.top_n)
+        return scored if self.alert is None else apply_alert(scored, features.double().numpy(), self.alert)

@@ -57,20 +57,13 @@ def headline_methods(fusions: bool = True) -> list[Method]:
 def fusion_methods() -> list[Method]:
     """NERO's relevance residual (the shipped default's score) z-fused with feature-space evidence, NERO's
     relevance distance in a whitened space, and one fusion without NERO as a control (see fusion.py)."""
-    from ..baselines.fusion import WhitenedRelevanceDistance, ZScoreFusion, nero_residual
+    from ..baselines.fusion import FUSION_COMBOS, WHITENED_DISTANCE, fusion_factories, fusion_name
 
-    parts: dict[str, Callable[[], Any]] = {
-        "nero-r": nero_residual, "neco": lambda: create_baseline("neco"), "knn": lambda: create_baseline("knn"),
-        "residual": lambda: create_baseline("residual"), "rmds": lambda: create_baseline("rmds"),
-        "wrel": lambda: WhitenedRelevanceDistance(50),
-    }
-    combos = [("nero-r", "neco"), ("nero-r", "knn"), ("nero-r", "residual"), ("nero-r", "rmds"),
-              ("nero-r", "neco", "knn"), ("nero-r", "wrel"), ("neco", "knn")]
-    methods = [Method("nero_whitened_distance", "fusion", lambda: WhitenedRelevanceDistance(50), {"components": 50})]
-    for combo in combos:
-        factories = [parts[name] for name in combo]
-        methods.append(Method("fusion " + "+".join(f"z({name})" for name in combo), "fusion",
-                              lambda f=factories, c=combo: ZScoreFusion(f, c), {"components": list(combo)}))
+    factories = fusion_factories()
+    methods = [Method(WHITENED_DISTANCE, "fusion", factories[WHITENED_DISTANCE], {"components": 50})]
+    for combo in FUSION_COMBOS:
+        name = fusion_name(combo)
+        methods.append(Method(name, "fusion", factories[name], {"components": list(combo)}))
     return methods
 
 

@@ -244,7 +244,12 @@ class NeroDetector:
     # ------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted detector, its calibration and provenance to one artifact file."""
-        state = self._fitted()
+        arrays, metadata = self.to_state()
+        artifact.write_artifact(path, arrays, metadata)
+
+    def to_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The fitted arrays and the JSON metadata an artifact stores (also nested inside other detectors'
+        artifacts, e.g. a fusion that has NERO as a component: baselines/serving.py)."""
         metadata = {
             "kind": ARTIFACT_KIND,
             "config": self.config.to_dict(),
@@ -257,7 +262,27 @@ class NeroDetector:
             "calibration": self.calibration.to_dict() if self.calibration else None,
             "versions": artifact.library_versions(),
         }
-        artifact.write_artifact(path, dict(state), metadata)
+        return dict(self._fitted()), metadata
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], source: Any) -> "NeroDetector":
+        """The detector `to_state` described; `ArtifactError` naming `source` when it is not a complete one."""
+        if meta.get("kind") != ARTIFACT_KIND:
+            raise ArtifactError(f"{source} holds a {meta.get('kind')!r} detector, not a NERO detector")
+        missing = [name for name in _ARRAYS if name not in arrays]
+        if missing:
+            raise ArtifactError(f"{source} is missing NERO array(s): {', '.join(missing)}")
+        try:
+            det = cls(config=NeroConfig.from_dict(meta["config"]))
+        except (InputError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"{source}: invalid NERO configuration ({exc})") from exc
+        det._state = {name: arrays[name] for name in _ARRAYS}
+        det.lambda_, det.k_ = float(meta["lambda"]), int(meta["k"])
+        det.class_names = list(meta["class_names"])
+        det.fit_info = dict(meta.get("fit_info", {}))
+        det.calibration = Calibration.from_dict(meta["calibration"]) if meta.get("calibration") else None
+        _check_consistent(source, det, meta)
+        return det
 
     @classmethod
     def load(
@@ -269,21 +294,7 @@ class NeroDetector:
     ) -> "NeroDetector":
         """Load an artifact; when a head (or model file hash) is given, refuse one fitted for another."""
         arrays, meta = artifact.read_artifact(path)
-        if meta.get("kind") != ARTIFACT_KIND:
-            raise ArtifactError(f"{path} holds a {meta.get('kind')!r} detector, not a NERO detector")
-        missing = [name for name in _ARRAYS if name not in arrays]
-        if missing:
-            raise ArtifactError(f"{path} is missing NERO array(s): {', '.join(missing)}")
-        try:
-            det = cls(config=NeroConfig.from_dict(meta["config"]))
-        except (InputError, KeyError, TypeError) as exc:
-            raise ArtifactError(f"{path}: invalid NERO configuration ({exc})") from exc
-        det._state = {name: arrays[name] for name in _ARRAYS}
-        det.lambda_, det.k_ = float(meta["lambda"]), int(meta["k"])
-        det.class_names = list(meta["class_names"])
-        det.fit_info = dict(meta.get("fit_info", {}))
-        det.calibration = Calibration.from_dict(meta["calibration"]) if meta.get("calibration") else None
-        _check_consistent(path, det, meta)
+        det = cls.from_state(arrays, meta, path)
         if weight is not None or bias is not None:
             det.check_head(weight, bias, source=str(path))
         if model_sha256 is not None and det.fit_info.get("model_sha256") not in (None, model_sha256):

@@ -98,7 +98,7 @@ def _panel(height: int, result: dict, status: ViewerStatus, explanation=None) ->
     y += 24
     _text(panel, f"probability {result['probability']:.0%}", (14, y), 0.5, _GREY)
     y += 26
-    _text(panel, "site + NERO evidence" if result.get("evidence") else "NERO OOD score", (14, y), 0.5, _WHITE)
+    _text(panel, _score_title(result.get("evidence")), (14, y), 0.5, _WHITE)
     y = _gauge(panel, y + 10, result)
     parts = result["parts"]
     if explanation is not None:  # name only what the score is made of (explanations.assets.ExplanationAssets)
@@ -149,3 +149,12 @@ def render_overlay(frame: np.ndarray, result: dict, status: ViewerStatus = Viewe
     """
     left = _frame_part(frame, result, height, heatmap)
     return np.concatenate([left, _panel(height, result, status, explanation)], axis=1)
+
+
+def _score_title(evidence: dict | None) -> str:
+    """What the gauge's score is: NERO's, an enrolled site's fused evidence, or a served detector's."""
+    if not evidence:
+        return "NERO OOD score"
+    if evidence.get("detector"):
+        return f"{evidence['detector']} OOD score (NERO explains)"
+    return "site + NERO evidence"

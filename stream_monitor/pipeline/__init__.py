@@ -3,6 +3,6 @@ inference process and the supervisor that runs everything (`Monitor`)."""
 
 from .alerts import AlertEvent, AlertState, AlertTracker
 from .audit import AuditLog, read_audit_log
-from .batcher import BatchItem, Batcher
+from .batcher import Batcher, BatchItem
 
 __all__ = ["AlertEvent", "AlertState", "AlertTracker", "AuditLog", "BatchItem", "Batcher", "read_audit_log"]

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from .. import bundled
 from ..capture.ring import FrameRing
 from ..config import ModelConfig, MonitorConfig
-from ..errors import StreamMonitorError
+from ..errors import ArtifactError, StreamMonitorError
 from ..observability import Metrics, OpsServer
 from ..observability.http_handler import load_http_security
 from ..preprocess import INPUT_SIZE
@@ -64,6 +64,7 @@ def load_scorer(config: ModelConfig, batch_sizes: Sequence[int] = (1,)) -> tuple
     build_info)."""
     import torch
 
+    from ..baselines.serving import load_alert_detector
     from ..engine import build_scorer
     from ..explanations.assets import load_beside
     from ..models.registry import load_model_file, sha256_file
@@ -80,16 +81,20 @@ def load_scorer(config: ModelConfig, batch_sizes: Sequence[int] = (1,)) -> tuple
     weight, bias = model.head_arrays()
     detector = NeroDetector.load(detector_path, weight=weight, bias=bias, model_sha256=sha256_file(checkpoint))
     explanation = load_beside(detector_path, weight, bias)  # the validated map and neuron drivers, if fitted
+    alert = load_alert_detector(detector_path)  # a served detector other than NERO raises the alert, if stored
+    site = load_site_model(detector_path)
+    if alert is not None and site is not None:
+        raise ArtifactError(f"{detector_path} holds both an alert detector ({alert.name}) and a site model; "
+                            "enrollment calibrates against NERO's score: enroll a plain NERO detector")
     scorer = build_scorer(model, detector, backend=config.backend, precision=config.precision,
                           threads=config.threads, top_n=config.top_neurons, heatmaps=config.heatmap,
-                          explanation=explanation)
-    site = load_site_model(detector_path)
+                          explanation=explanation, alert=alert)
     if site is not None:  # an enrolled site: the site model scores beside NERO (stream_monitor/site)
         scorer = create_site_scorer(scorer, model, site)
     warm_up(scorer, batch_sizes)
     info = {"backend": getattr(scorer, "backend", type(scorer).__name__), "model": Path(checkpoint).name,
             "arch": str(meta.get("arch", "?")), "detector": Path(detector_path).name,
-            "threshold": scorer.threshold if site is not None else detector.threshold,
+            "threshold": scorer.threshold, "alert_detector": alert.name if alert is not None else "nero",
             "class_names": detector.class_names or list(meta.get("class_names", [])),
             "torch": torch.__version__, "threads": torch.get_num_threads()}
     return scorer, info

@@ -21,7 +21,6 @@ from ..config import MonitorConfig
 from ..explanations.record import alert_explanation
 from ..observability.metrics import Metrics
 from ..preprocess import normalize_uint8
-from ..site.scorer import evidence_fields
 from ..transport.messages import alert_message, result_message
 from ..transport.schema import encode, topic
 from ..transport.sockets import Publisher
@@ -152,8 +151,8 @@ class InferenceLoop:
         if self.drift is not None:  # optional v1 field: "input not validated", separate from the OOD alert
             message["drift"] = self.drift.update(stream, frame.seq, float(scored.score[i]), threshold,
                                                  frame.t_capture)
-        if getattr(scored, "evidence", None) is not None:  # an enrolled site: what the fused score rests on
-            message["evidence"] = evidence_fields(scored, i)
+        if hasattr(scored, "evidence_message"):  # enrolled site or served detector: what the score rests on
+            message["evidence"] = scored.evidence_message(i)
         return message
 
     def _emit(self, event: AlertEvent, explanation: dict | None = None) -> None:

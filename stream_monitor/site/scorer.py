@@ -37,6 +37,10 @@ class SiteScoredBatch(ScoredBatch):
     p_nero: np.ndarray
     evidence: list
 
+    def evidence_message(self, i: int) -> dict:
+        """The result message's optional `evidence` map for frame i (docs/message-schema.md)."""
+        return evidence_fields(self, i)
+
 
 def to_uint8_rgb(images: np.ndarray) -> np.ndarray:
     """(B, 3, H, W) float32 ImageNet-normalised → (B, H, W, 3) uint8 RGB (the inverse of normalize_uint8,

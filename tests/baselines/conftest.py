@@ -1,4 +1,4 @@
-"""Shared toy problems for the baseline detector tests."""
+"""Shared toy problems for the baseline detector tests, and real features of the bundled model (`real`)."""
 
 from __future__ import annotations
 
@@ -70,3 +70,33 @@ def auroc_ood_positive() -> Callable[[np.ndarray, np.ndarray], float]:
         return float(roc_auc_score(y, np.r_[id_scores, ood_scores]))
 
     return auroc
+
+
+@pytest.fixture(scope="session")
+def real(shared_data) -> dict[str, np.ndarray]:
+    """Bundled-model features: 30 ID train images (10 per class), 8 ID test, 8 HyperKvasir polyps."""
+    import torch
+
+    from stream_monitor import bundled
+    from stream_monitor.data.images import list_images, read_image
+    from stream_monitor.data.split import load_split
+    from stream_monitor.evaluation.datasets import DEFAULT_SPLIT
+    from stream_monitor.models.registry import load_classifier
+    from stream_monitor.preprocess import preprocess_batch
+
+    model, _ = load_classifier(bundled.MODEL)
+    split = load_split(DEFAULT_SPLIT)
+    labels = np.asarray(split.labels("train"))
+    train_idx = np.concatenate([np.flatnonzero(labels == c)[:10] for c in range(3)])
+    train_paths = [split.paths("train")[i] for i in train_idx]
+    ood_paths = list_images(shared_data / "hyperkvasir-lgi" / "polyp")[:8]
+    torch.set_num_threads(1)
+
+    def features(paths) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(preprocess_batch([read_image(p) for p in paths])))[1].double().numpy()
+
+    weight, bias = model.head_arrays()
+    test = np.vstack([features(split.paths("test")[:8]), features(ood_paths)])
+    return {"train": features(train_paths), "labels": labels[train_idx], "weight": np.asarray(weight, np.float64),
+            "bias": np.asarray(bias, np.float64), "test": test}

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from stream_monitor.baselines import GEN, Energy, Entropy, MaxLogit, MSP
+from stream_monitor.baselines import GEN, MSP, Energy, Entropy, MaxLogit
 from stream_monitor.baselines.logit_based import (
     energy_score,
     entropy_score,

@@ -25,34 +25,6 @@ def _lse(x: np.ndarray) -> np.ndarray:
     return (m + np.log(np.exp(x - m).sum(axis=1, keepdims=True)))[:, 0]
 
 
-@pytest.fixture(scope="module")
-def real(shared_data) -> dict[str, np.ndarray]:
-    """Bundled-model features: 30 ID train images (10 per class), 8 ID test, 8 HyperKvasir polyps."""
-    from stream_monitor import bundled
-    from stream_monitor.data.images import list_images, read_image
-    from stream_monitor.data.split import load_split
-    from stream_monitor.evaluation.datasets import DEFAULT_SPLIT
-    from stream_monitor.models.registry import load_classifier
-    from stream_monitor.preprocess import preprocess_batch
-
-    model, _ = load_classifier(bundled.MODEL)
-    split = load_split(DEFAULT_SPLIT)
-    labels = np.asarray(split.labels("train"))
-    train_idx = np.concatenate([np.flatnonzero(labels == c)[:10] for c in range(3)])
-    train_paths = [split.paths("train")[i] for i in train_idx]
-    ood_paths = list_images(shared_data / "hyperkvasir-lgi" / "polyp")[:8]
-    torch.set_num_threads(1)
-
-    def features(paths) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(preprocess_batch([read_image(p) for p in paths])))[1].double().numpy()
-
-    weight, bias = model.head_arrays()
-    test = np.vstack([features(split.paths("test")[:8]), features(ood_paths)])
-    return {"train": features(train_paths), "labels": labels[train_idx], "weight": np.asarray(weight, np.float64),
-            "bias": np.asarray(bias, np.float64), "test": test}
-
-
 def _fit(det, d):
     return det.fit(d["train"], d["labels"], d["weight"], d["bias"])
 

@@ -35,6 +35,25 @@ def test_fit_writes_an_artifact_bound_to_the_model(fitted, tiny_model, capsys):
     assert "threshold" in capsys.readouterr().out
 
 
+def test_fit_with_an_alert_detector_stores_it_beside_nero(fitted, tiny_model, tiny_split, tmp_path, capsys):
+    """`fit --alert-detector NAME` fits NAME on the same split and stores it in the NERO artifact; an unknown
+    name fails before any work, listing the servable ones."""
+    from stream_monitor.baselines.serving import load_alert_detector
+
+    out = tmp_path / "neco.npz"
+    assert main(["fit", "--model", str(tiny_model), "--split", str(tiny_split), "--mode", "robust",
+                 "--set", "centroids_per_class=1", "--alert-detector", "neco", "--out", str(out), "--no-cache"]) == 0
+    assert "alert detector neco: threshold" in capsys.readouterr().out
+    alert = load_alert_detector(out)
+    assert alert is not None and alert.name == "neco" and alert.calibration.n_validation == 6
+    plain, served = NeroDetector.load(fitted), NeroDetector.load(out)  # the same NERO, fitted the same way
+    assert plain.threshold == served.threshold
+    assert main(["fit", "--model", str(tiny_model), "--split", str(tiny_split), "--alert-detector", "nope",
+                 "--out", str(tmp_path / "x.npz"), "--no-cache"]) != 0
+    assert "unknown --alert-detector 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()
+
+
 def test_eval_reports_every_method_for_every_ood_set(tiny_model, tiny_split, tiny_root, tmp_path):
     out = tmp_path / "report"
     args = ["eval", "--model", str(tiny_model), "--split", str(tiny_split), "--out", str(out), "--no-cache",
