@@ -16,9 +16,8 @@ from stream_monitor.data.split import load_split
 from stream_monitor.evaluation.datasets import DEFAULT_SPLIT
 from stream_monitor.models.registry import load_classifier
 from stream_monitor.nero import NeroDetector
-from stream_monitor.pipeline.supervisor import Monitor
 from stream_monitor.preprocess import preprocess_batch
-from stream_monitor.transport.collector import ResultCollector
+from tests.pipeline.replay import replay
 
 NAME = "fusion z(nero-r)+z(neco)"
 
@@ -56,14 +55,7 @@ def test_run_alerts_on_the_served_detector_and_nero_still_explains(tmp_path, liv
         "audit": {"path": str(tmp_path / "alerts.jsonl")},
     })
     messages: list[dict] = []
-    collector = ResultCollector(messages.append)
-    monitor = Monitor(config, wait_for_subscribers=1, on_endpoints=collector.start_on)
-    try:
-        monitor.start()
-        assert monitor.wait(120, until_done=True), "the replay did not finish in time"
-    finally:
-        codes = monitor.stop()
-        collector.stop()
+    codes = replay(config, messages.append, timeout_s=120)
     assert all(code == 0 for code in codes.values()), codes
 
     results = [m for m in messages if m["type"] == "result"]

@@ -19,8 +19,7 @@ from stream_monitor.demo.clip import assemble_demo_clip
 from stream_monitor.demo.summary import RunRecord, alert_timing
 from stream_monitor.nero import NeroDetector
 from stream_monitor.pipeline.audit import read_audit_log
-from stream_monitor.pipeline.supervisor import Monitor
-from stream_monitor.transport.collector import ResultCollector
+from tests.pipeline.replay import replay
 
 FPS, HOLD = 10.0, 2
 
@@ -42,14 +41,7 @@ def test_the_shipped_detector_and_defaults_alert_on_real_polyp_footage_only(tmp_
     threshold = NeroDetector.load(bundled.DETECTOR).threshold
 
     record = RunRecord()
-    collector = ResultCollector(record.add)
-    monitor = Monitor(config, wait_for_subscribers=1, on_endpoints=collector.start_on)
-    try:
-        monitor.start()
-        assert monitor.wait(180, until_done=True), "the replay did not finish in time"
-    finally:
-        codes = monitor.stop()
-        collector.stop()
+    codes = replay(config, record.add, timeout_s=180)
     assert all(code == 0 for code in codes.values()), codes
     assert [r["seq"] for r in record.results] == list(range(1, clip.frames + 1))
     assert {r["threshold"] for r in record.results} == {threshold}  # the calibrated one, untouched
