@@ -22,7 +22,7 @@ Settings are chosen on the select half of the polyp masks (evaluation/explanatio
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import functools
 
 import cv2
 import numpy as np
@@ -31,25 +31,16 @@ import torch
 from ..errors import InputError
 from ..site.patch_memory import valid_region
 
-__all__ = ["DistinctMapSettings", "combine", "dark_cells", "distinctiveness", "scene_cells"]
+__all__ = ["combine", "dark_cells", "distinctiveness", "scene_cells"]
 
 
-@dataclass(frozen=True)
-class DistinctMapSettings:
-    """layer: blocks whose outputs form the descriptors (the engine's forward gives them for free);
-    radius: cells around a patch that do not count as "elsewhere"; dark: grey level under which pixels
-    are lumen (0 = keep them); sigma: smoothing of the distinctiveness in grid cells; with_score: multiply
-    by the score decomposition; power: display sharpening."""
-
-    layer: str = "blocks.2"
-    radius: int = 1
-    dark: int = 70
-    sigma: float = 1.0
-    with_score: bool = True
-    power: float = 4.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+@functools.lru_cache(maxsize=8)
+def _neighbourhood(h: int, w: int, radius: int) -> torch.Tensor:
+    """(h·w, h·w) float32: +inf where two cells are within `radius` (Chebyshev), else 0 — built once per grid."""
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    ys, xs = ys.reshape(-1), xs.reshape(-1)
+    near = torch.maximum((ys[:, None] - ys[None]).abs(), (xs[:, None] - xs[None]).abs()) <= radius
+    return torch.zeros(near.shape).masked_fill_(near, float("inf"))
 
 
 @torch.inference_mode()
@@ -62,14 +53,11 @@ def distinctiveness(descriptors: np.ndarray | torch.Tensor, radius: int = 1) -> 
     b, c, h, w = x.shape
     if radius < 0 or (2 * radius + 1) >= max(h, w):
         raise InputError(f"radius {radius} leaves no cell outside the neighbourhood on a {h}×{w} grid")
-    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    ys, xs = ys.reshape(-1), xs.reshape(-1)
-    near = torch.maximum((ys[:, None] - ys[None]).abs(), (xs[:, None] - xs[None]).abs()) <= radius
     flat = x.reshape(b, c, h * w).transpose(1, 2)  # (B, L, C)
     sq = (flat ** 2).sum(-1)
-    d2 = sq[:, :, None] + sq[:, None, :] - 2.0 * flat @ flat.transpose(1, 2)
-    d2 = d2.masked_fill(near, float("inf"))
-    return d2.min(-1).values.clamp_min(0).sqrt().reshape(b, h, w).numpy()
+    # ‖a − b‖² = ‖a‖² + ‖b‖² − 2 a·b; ‖a‖² is the same along a row, so it is added after the minimum
+    d2 = torch.baddbmm(sq[:, None, :] + _neighbourhood(h, w, radius), flat, flat.transpose(1, 2), alpha=-2.0)
+    return (d2.min(-1).values + sq).clamp_min(0).sqrt().reshape(b, h, w).numpy()
 
 
 def dark_cells(rgb: np.ndarray, h: int, w: int, dark: int, share: float = 0.05) -> np.ndarray:
