@@ -19,7 +19,7 @@ import torch
 
 from ..data.features import model_fingerprint
 from ..data.images import read_image
-from ..explanations.distinct import combine, distinctiveness, scene_cells
+from ..explanations.distinct import combine, distinctiveness, rescale, scene_cells
 from ..explanations.maps import residual_decomposition
 from ..explanations.patch import forward_with_blocks, parse_blocks, patch_descriptors
 from ..preprocess import normalize_uint8, to_model_rgb
@@ -73,7 +73,9 @@ def _image_paths(frames: list[Frame], data_root: Path) -> list[Path]:
     return [by_name[(f.set_name, f.name)] for f in frames]
 
 
-def distinct_families(model, detector, frames: list[Frame], args) -> list[MapFamily]:
+def distinct_families(model, detector, frames: list[Frame], args, memory_map=None) -> list[MapFamily]:
+    """The zero-shot families; with `memory_map(frame) -> (28, 28)` (the ID patch memory's nearest-patch
+    distance on the lit region, explanation_patch) also memory distance × distinctiveness."""
     cache = Path(".cache") / "explanations"
     cache.mkdir(parents=True, exist_ok=True)
     print("distinctiveness maps (cached)", flush=True)
@@ -108,7 +110,17 @@ def distinct_families(model, detector, frames: list[Frame], args) -> list[MapFam
             decomposition[i] = residual_decomposition(frame.feature_map, detector)
         return combine(None, scene(i, dark, frame, 28), 0.0, power, decomposition[i])
 
-    return [
+    def times_memory(frame: Frame, dark: int, sigma: float, power: float) -> np.ndarray:
+        i = index[(frame.set_name, frame.name)]
+        dist = sources[LIVE_SOURCES[0]][i]
+        cells = scene(i, dark, frame, dist.shape[0])
+        unusual = combine(dist, cells, sigma, 1.0)
+        return np.where(cells, (unusual * rescale(memory_map(frame), cells)) ** power + 1e-6, 0.0).astype(np.float32)
+
+    memory_family = [] if memory_map is None else [MapFamily(
+        "ID patch-memory distance x distinctiveness (engine's blocks.2, scene cells)", times_memory,
+        tuple({"dark": d, "sigma": sg, "power": p} for d, sg, p in itertools.product(DARKS, SIGMAS, POWERS)))]
+    return memory_family + [
         MapFamily("intra-image distinctiveness (engine's blocks, scene cells)", make, candidates(LIVE_SOURCES, False)),
         MapFamily("distinctiveness x score decomposition (engine's blocks, scene cells)", make,
                   candidates(LIVE_SOURCES, True)),

@@ -204,8 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     from .explanation_distinct import distinct_families
     from .explanation_patch import patch_families  # the patch memory (torch + its cache) only when asked
 
-    families = (baseline_families(detector) + patch_families(model, detector, frames, args)
-                + distinct_families(model, detector, frames, args))
+    patch = patch_families(model, detector, frames, args)
+    # the memory's raw distance on the lit region (no smoothing, no offset), as a factor of a zero-shot map
+    memory = {"backbone": "bundled", "layer": "blocks.2", "coreset": 500, "sigma": 0.0, "quantile": None}
+    families = (baseline_families(detector) + patch
+                + distinct_families(model, detector, frames, args, lambda f: patch[0].make(f, **memory)))
     results = []
     for family in families:
         results.append(select_and_report(frames, family))

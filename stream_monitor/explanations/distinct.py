@@ -31,7 +31,7 @@ import torch
 from ..errors import InputError
 from ..site.patch_memory import valid_region
 
-__all__ = ["combine", "dark_cells", "distinctiveness", "scene_cells"]
+__all__ = ["combine", "dark_cells", "distinctiveness", "rescale", "scene_cells"]
 
 
 @functools.lru_cache(maxsize=8)
@@ -78,7 +78,8 @@ def scene_cells(rgb: np.ndarray, h: int, w: int, dark: int) -> np.ndarray:
     return np.stack([v & ~dark_cells(image, h, w, dark) for v, image in zip(valid, rgb)])
 
 
-def _rescale(values: np.ndarray, cells: np.ndarray) -> np.ndarray:
+def rescale(values: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Values rescaled to [0, 1] over `cells` (min → 0, max → 1), 0 off them; a flat map → all 0."""
     lo, hi = float(values[cells].min()), float(values[cells].max())
     return np.where(cells, (values - lo) / (hi - lo) if hi > lo else 0.0, 0.0)
 
@@ -97,9 +98,9 @@ def combine(dist: np.ndarray | None, scene: np.ndarray, sigma: float, power: flo
         filled = np.where(scene, dist, np.float32(np.median(dist[scene]))).astype(np.float32)
         if sigma > 0:
             filled = cv2.GaussianBlur(filled, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REPLICATE)
-        out = _rescale(filled, scene)
+        out = rescale(filled, scene)
     if score_map is not None:
         up = cv2.resize(np.asarray(score_map, np.float32), scene.shape[::-1], interpolation=cv2.INTER_LINEAR)
-        out = out * _rescale(up, scene)
+        out = out * rescale(up, scene)
     # + a tiny floor on scene cells: off-scene cells rank below every scene cell
     return np.where(scene, out ** power + 1e-6, 0.0).astype(np.float32)
