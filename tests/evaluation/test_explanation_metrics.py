@@ -91,3 +91,22 @@ def test_masked_sets_are_complete_and_split_by_group_without_overlap():
         assert split_parts(items) == parts  # seeded: the same split every run
         mask = read_mask(items[0].mask_path)
         assert mask.dtype == bool and 0 < mask.mean() < 1
+
+
+def test_the_verdict_names_every_measure_where_a_candidate_does_not_beat_a_baseline():
+    from stream_monitor.evaluation.explanation_run import losses_to_baselines
+
+    def family(name, pointing, lift, auroc):
+        parts = {"report": {"pointing_game": pointing, "mass_lift": lift, "auroc_inside": auroc}}
+        return {"family": name, "measures": {"hyperkvasir-polyp": parts, "cvc-clinicdb": parts}}
+
+    payload = {"results": [family("deviation heatmap (current live map)", 0.5, 2.0, 0.80),
+                           family("centre prior (Gaussian)", 0.45, 3.0, 0.82),
+                           family("patch map (ID patch memory, lit scope region)", 0.9, 9.0, 0.99),
+                           family("candidate", 0.6, 3.0, 0.81)]}
+    lost = losses_to_baselines(payload, "candidate")
+    # ties lose; a better non-baseline map (the patch map here) is not a baseline
+    assert sorted(lost) == sorted(f"{s} {m} ({b})" for s in ("hyperkvasir-polyp", "cvc-clinicdb")
+                                  for m, b in (("mass lift 3 ≤ 3", "centre prior (Gaussian)"),
+                                               ("AUROC 0.81 ≤ 0.82", "centre prior (Gaussian)")))
+    assert losses_to_baselines({"results": payload["results"][:3]}, "patch map (ID patch memory, lit scope region)") == []
