@@ -193,7 +193,14 @@ def run(args: argparse.Namespace) -> int:
         save_with_site_model(args.out, site_det, site)
         summary["site_model"] = {"groups": len(parts), "memory_size": site.memory.size, "fusion": options.fusion,
                                  "alpha": options.alpha, "backbone": options.backbone,
-                                 "site_threshold": site.site_threshold}
+                                 "site_threshold": site.site_threshold, "unlike_groups": site.info["unlike_groups"]}
+        if site.info["unlike_groups"]:
+            kind = "recordings (sub-folders in name order, from 0)" if groups is not None and groups.max() >= 1 \
+                else "blocks of the recording"
+            print(f"warning: {kind} {site.info['unlike_groups']} look unlike the rest of the footage (another "
+                  "video chain, scope or light?): the site threshold is then set by that difference and flags few "
+                  "polyps. Enroll two or more recordings of each video chain the site uses "
+                  "(docs/results/site-enrollment/diagnosis.md).", flush=True)
     summary["seconds"] = round(time.monotonic() - started, 1)
     print(json.dumps(summary, indent=1))
     print(f"wrote {args.out}. The held-back share over the threshold is {summary['held_back_over_threshold_after']:.1%} "

@@ -26,7 +26,8 @@ from ..errors import InputError
 from .calibration import FUSION_RULES, evidence_fired, fuse, p_values
 from .patch_memory import PatchMemory, frame_score
 
-__all__ = ["SiteModel", "SiteOptions", "SiteScores", "crossfit_scores", "enroll_site", "group_memories"]
+__all__ = ["SiteModel", "SiteOptions", "SiteScores", "crossfit_scores", "enroll_site", "group_memories",
+           "unlike_groups"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,23 @@ def crossfit_scores(maps_by_group: list[np.ndarray], valid_by_group: list[np.nda
         others = PatchMemory(np.concatenate([m.bank for j, m in enumerate(memories) if j != g]))
         scores.append(frame_score(others.distances(maps), valid, top_k))
     return np.concatenate(scores)
+
+
+def unlike_groups(calibration_by_group: list[np.ndarray], quantile: float = 0.95) -> list[int]:
+    """Groups whose median cross-fitted score lies above the `quantile` of every other group's scores
+    pooled: footage unlike the rest of the enrollment (another video chain, scope or light source).
+
+    Such a group sets the threshold by how unlike it is, not by what a new normal frame of the site scores:
+    on PolypGen centre A, enrolling one 1080p and one SD recording put the threshold above every polyp
+    (docs/results/site-enrollment/diagnosis.md). Enrolling two or more recordings of each video chain
+    avoids it."""
+    scores = [np.asarray(g, np.float64)[np.isfinite(g)] for g in calibration_by_group]
+    unlike = []
+    for g, own in enumerate(scores):
+        others = np.concatenate([o for j, o in enumerate(scores) if j != g])
+        if len(own) and len(others) and np.median(own) > np.quantile(others, quantile):
+            unlike.append(g)
+    return unlike
 
 
 @dataclass(frozen=True)
@@ -150,6 +168,7 @@ def enroll_site(maps_by_group: list[np.ndarray], valid_by_group: list[np.ndarray
         raise InputError(f"enrollment needs ≥ 2 groups of frames with their valid regions, got {len(maps_by_group)}")
     memories = group_memories(maps_by_group, valid_by_group, options)
     calibration = crossfit_scores(maps_by_group, valid_by_group, memories, options.top_k)
+    by_group = np.split(calibration, np.cumsum([len(m) for m in maps_by_group])[:-1])
     calibration = calibration[np.isfinite(calibration)]
     if len(calibration) < 20:
         raise InputError(f"only {len(calibration)} usable enrollment frames: need at least 20 to set a threshold "
@@ -157,5 +176,6 @@ def enroll_site(maps_by_group: list[np.ndarray], valid_by_group: list[np.ndarray
     memory = PatchMemory(np.concatenate([m.bank for m in memories]))
     nero = np.concatenate(nero_by_group) if nero_by_group is not None else None
     info = {"groups": len(maps_by_group), "frames": int(sum(len(m) for m in maps_by_group)),
-            "memory_size": memory.size}
+            "memory_size": memory.size, "unlike_groups": unlike_groups(by_group),
+            "group_median_scores": [round(float(np.nanmedian(g)), 3) if np.isfinite(g).any() else None for g in by_group]}
     return SiteModel(memory, calibration, nero, options, info)
