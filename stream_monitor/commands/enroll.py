@@ -82,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     site.add_argument("--top-k", type=int, default=SiteOptions.top_k, help="patches averaged into a frame score")
     site.add_argument("--coreset-fraction", type=float, default=SiteOptions.coreset_fraction,
                       help="share of each group's patches kept in the memory (default: %(default)s)")
+    site.add_argument("--specular-cover", type=float, default=SiteOptions.specular_cover,
+                      help="cells with more than this share of specular-highlight pixels are left out of the site "
+                           "model (default: %(default)s; a negative value keeps them)")
     site.add_argument("--blocks", type=int, default=5,
                       help="one recording: contiguous blocks it is cut into for cross-fitting (default: %(default)s)")
 
@@ -167,9 +170,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"enroll: {len(frames)} frames from {args.source}: {int((~mask).sum())} to fit, "
           f"{int(mask.sum())} held back for the threshold", flush=True)
     options = SiteOptions(top_k=args.top_k, alpha=round(1.0 - args.target_tpr, 10), fusion=args.fusion,
-                          backbone=args.site_backbone, coreset_fraction=args.coreset_fraction)
+                          backbone=args.site_backbone, coreset_fraction=args.coreset_fraction,
+                          specular_cover=None if args.specular_cover is None or args.specular_cover < 0
+                          else args.specular_cover)
     extractor = PatchFeatureExtractor(model if options.backbone == "bundled" else None, options.layer)
-    footage = analyse_footage(frames, model, extractor, total=len(frames))
+    footage = analyse_footage(frames, model, extractor, total=len(frames), specular_cover=options.specular_cover)
     features = footage.features.astype(np.float64)
     nero_options = EnrollOptions(args.procedure, args.site_components, args.site_clusters, args.alpha, args.target_tpr)
     site_det = enroll_detector(det, features[~mask], features[mask], nero_options)

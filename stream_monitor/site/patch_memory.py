@@ -28,7 +28,8 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 
-__all__ = ["DEFAULT_LAYERS", "PatchFeatureExtractor", "PatchMemory", "frame_score", "valid_pixels", "valid_region"]
+__all__ = ["DEFAULT_LAYERS", "PatchFeatureExtractor", "PatchMemory", "frame_score", "scored_cells", "specular_cells",
+           "valid_pixels", "valid_region"]
 
 DEFAULT_LAYERS = "blocks.2+blocks.4"  # stride 8 (40 ch) + stride 16 (112 ch) of EfficientNet-Lite0
 _LOCAL_POOL = 3  # PatchCore's neighbourhood aggregation: 3×3 average, stride 1
@@ -252,6 +253,34 @@ def _valid_cells(image: np.ndarray, h: int, w: int, lit_threshold: int, edge_px:
         region = cv2.erode(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * edge_px + 1,) * 2))
     cover = cv2.resize(region.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
     return cover >= min_cover
+
+
+def specular_cells(images: np.ndarray, h: int, w: int, max_cover: float = 0.1) -> np.ndarray:
+    """(B, h, w) bool: grid cells where more than `max_cover` of the pixels are specular highlights (bright
+    and colourless: HSV value > 220 and saturation < 60, dilated by 2 pixels for their halo).
+
+    Highlights move with every small motion of the scope and light, so in normal footage they are the
+    patches least like the memory; leaving them out of the frame score raised the site model's ranking of
+    polyps over unseen normal recordings (docs/results/site-enrollment)."""
+    batch = np.asarray(images)
+    if batch.ndim != 4 or batch.shape[-1] != 3 or batch.dtype != np.uint8:
+        raise InputError(f"images must be (B, H, W, 3) uint8 RGB, got {batch.shape} {batch.dtype}")
+    out = np.zeros((len(batch), h, w), dtype=bool)
+    for i, image in enumerate(batch):
+        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+        highlight = ((hsv[..., 2] > 220) & (hsv[..., 1] < 60)).astype(np.uint8)
+        highlight = cv2.dilate(highlight, np.ones((5, 5), np.uint8))
+        out[i] = cv2.resize(highlight.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > max_cover
+    return out
+
+
+def scored_cells(images: np.ndarray, h: int, w: int, specular_cover: float | None = None) -> np.ndarray:
+    """(B, h, w) bool: the cells the site model remembers and scores — valid_region, and without the
+    specular highlights (specular_cells) when `specular_cover` is set."""
+    cells = valid_region(images, h, w)
+    if specular_cover is not None:
+        cells &= ~specular_cells(images, h, w, specular_cover)
+    return cells
 
 
 def frame_score(distance_maps: np.ndarray, valid: np.ndarray | None = None, top_k: int = 10) -> np.ndarray:

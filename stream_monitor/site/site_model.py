@@ -34,7 +34,9 @@ __all__ = ["SiteModel", "SiteOptions", "SiteScores", "crossfit_scores", "enroll_
 class SiteOptions:
     """coreset_fraction: share of each group's valid patches kept (≥ min_coreset, ≤ max_coreset each);
     top_k: patches averaged into a frame score; alpha: flagged share of normal frames aimed at;
-    fusion: one of FUSION_RULES; backbone: 'imagenet' or 'bundled' (what the patches come from)."""
+    fusion: one of FUSION_RULES; backbone: 'imagenet' or 'bundled' (what the patches come from);
+    specular_cover: cells with more than this share of specular-highlight pixels are neither remembered nor
+    scored (patch_memory.scored_cells); None keeps them (artifacts enrolled before the option)."""
 
     coreset_fraction: float = 0.05
     min_coreset: int = 50
@@ -45,6 +47,7 @@ class SiteOptions:
     backbone: str = "imagenet"
     layer: str = "blocks.2+blocks.4"
     seed: int = 0
+    specular_cover: float | None = None
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSION_RULES:
@@ -53,6 +56,8 @@ class SiteOptions:
             raise InputError(f"alpha must be in (0, 1), got {self.alpha}")
         if not 0 < self.coreset_fraction <= 1:
             raise InputError(f"coreset_fraction must be in (0, 1], got {self.coreset_fraction}")
+        if self.specular_cover is not None and not 0 <= self.specular_cover < 1:
+            raise InputError(f"specular_cover must be in [0, 1) or None, got {self.specular_cover}")
 
 
 def _valid_patches(maps: np.ndarray, valid: np.ndarray) -> np.ndarray:
