@@ -47,7 +47,8 @@ class SiteOptions:
     backbone: str = "imagenet"
     layer: str = "blocks.2+blocks.4"
     seed: int = 0
-    specular_cover: float | None = None
+    # left out: chosen by leave-one-centre-out for 2 of the 3 PolypGen centres (docs/results/site-enrollment)
+    specular_cover: float | None = 0.1
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSION_RULES:
@@ -159,7 +160,8 @@ class SiteModel:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict) -> SiteModel:
         try:
-            options = SiteOptions(**meta["options"])
+            # an artifact enrolled before specular_cover existed kept every valid cell
+            options = SiteOptions(**{"specular_cover": None, **meta["options"]})
             return cls(PatchMemory.from_arrays(arrays), arrays["site_calibration"],
                        arrays.get("nero_calibration"), options, dict(meta.get("info", {})))
         except (KeyError, TypeError) as exc:
