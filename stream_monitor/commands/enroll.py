@@ -16,9 +16,11 @@ site's normal appearance (stream_monitor/site), with a threshold set by cross-fi
 recordings (sub-folders) or, for one recording, over --blocks contiguous blocks. It is stored in the same
 artifact; `stream-monitor run` then flags a frame when the fused evidence (--fusion) is below --target-tpr's
 complement, and says which evidence fired. Measured per hospital (docs/results/site-enrollment/report.md):
-it ranks a centre's polyps above its unseen normal recordings, but at the enrolled threshold the default
-settings flagged only 2–8 % of the polyps on the dev data, and it costs about 4× NERO's time per frame
-(benchmarks/results/site_model_cost-*) — so it is off by default; read the report before relying on it.
+it ranks a centre's polyps above its unseen normal recordings, but at the enrolled threshold the settings
+chosen by leave-one-centre-out flagged only 4.5–18.9 % of the polyps on the dev data, and it costs about 4×
+NERO's time per frame (benchmarks/results/site_model_cost-*) — so it is off by default; read the report
+before relying on it. Enroll two or more recordings of each video chain (scope, processor, capture) the
+site uses: a recording unlike the rest sets the threshold by that difference (enroll warns about it).
 
 Enrollment cannot make the classifier valid at a site it was never trained or validated on.
 
