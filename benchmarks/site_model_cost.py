@@ -2,7 +2,8 @@
 
 Timed in one run, batch 1 and batch 8, 1 torch thread (what one core gives the model on the 2-core box):
 - NERO alone: the engine's torch-cpu scorer (bundled EfficientNet-Lite0 + detector);
-- the site model's parts: patch features (EfficientNet-Lite0 blocks 0–4), valid region, nearest-memory
+- the site model's parts: patch features (EfficientNet-Lite0 blocks 0–4), valid region (without the
+  specular highlights when the default options leave them out), nearest-memory
   search at the memory size enrollment produced, fusion;
 - NERO + site model: `SiteScorer.score_batch`, what `stream-monitor run` does per batch.
 The site model is enrolled here on PolypGen centre A's normal sequences (as the docs' example does).
@@ -33,7 +34,7 @@ from stream_monitor.models.registry import load_classifier  # noqa: E402
 from stream_monitor.nero import NeroDetector  # noqa: E402
 from stream_monitor.preprocess import normalize_uint8  # noqa: E402
 from stream_monitor.site.footage import analyse_footage  # noqa: E402
-from stream_monitor.site.patch_memory import PatchFeatureExtractor, valid_region  # noqa: E402
+from stream_monitor.site.patch_memory import PatchFeatureExtractor, scored_cells  # noqa: E402
 from stream_monitor.site.scorer import SiteScorer, to_uint8_rgb  # noqa: E402
 from stream_monitor.site.site_model import SiteOptions, enroll_site  # noqa: E402
 
@@ -51,7 +52,8 @@ def main() -> int:
     parts = []
     for seq in SEQUENCES:
         files = list_images(negative / f"{seq}_neg")
-        parts.append(analyse_footage(((str(f), read_image(f)) for f in files), model, extractor, len(files), progress=False))
+        parts.append(analyse_footage(((str(f), read_image(f)) for f in files), model, extractor, len(files), progress=False,
+                                     specular_cover=options.specular_cover))
     nero_cal = [detector.score(p.features.astype(np.float64)) for p in parts]
     t0 = time.perf_counter()
     site = enroll_site([p.maps for p in parts], [p.valid for p in parts], nero_cal, options)
@@ -64,11 +66,12 @@ def main() -> int:
         images = np.ascontiguousarray(batch8[:batch])
         tensor = torch.from_numpy(images)
         maps = extractor(tensor).numpy()
-        valid = valid_region(to_uint8_rgb(images), *maps.shape[-2:])
+        valid = scored_cells(to_uint8_rgb(images), *maps.shape[-2:], options.specular_cover)
         timings = {
             "NERO alone (torch-cpu engine)": timeit(lambda: nero.score_batch(images), repeat=20),
             "site: patch features": timeit(lambda: extractor(tensor), repeat=20),
-            "site: valid region": timeit(lambda: valid_region(to_uint8_rgb(images), 28, 28), repeat=20),
+            "site: valid region (+ highlights)": timeit(
+                lambda: scored_cells(to_uint8_rgb(images), 28, 28, options.specular_cover), repeat=20),
             "site: nearest-memory search": timeit(lambda: site.memory.distances(maps), repeat=20),
             "site: search + frame score + fusion": timeit(lambda: site.score(maps, valid, np.zeros(batch)), repeat=20),
             "NERO + site model (SiteScorer)": timeit(lambda: scorer.score_batch(images), repeat=20),

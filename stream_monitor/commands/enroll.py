@@ -16,9 +16,11 @@ site's normal appearance (stream_monitor/site), with a threshold set by cross-fi
 recordings (sub-folders) or, for one recording, over --blocks contiguous blocks. It is stored in the same
 artifact; `stream-monitor run` then flags a frame when the fused evidence (--fusion) is below --target-tpr's
 complement, and says which evidence fired. Measured per hospital (docs/results/site-enrollment/report.md):
-it ranks a centre's polyps above its unseen normal recordings, but at the enrolled threshold the default
-settings flagged only 2–8 % of the polyps on the dev data, and it costs about 4× NERO's time per frame
-(benchmarks/results/site_model_cost-*) — so it is off by default; read the report before relying on it.
+it ranks a centre's polyps above its unseen normal recordings, but at the enrolled threshold the settings
+chosen by leave-one-centre-out flagged only 4.5–18.9 % of the polyps on the dev data, and it costs about 4×
+NERO's time per frame (benchmarks/results/site_model_cost-*) — so it is off by default; read the report
+before relying on it. Enroll two or more recordings of each video chain (scope, processor, capture) the
+site uses: a recording unlike the rest sets the threshold by that difference (enroll warns about it).
 
 Enrollment cannot make the classifier valid at a site it was never trained or validated on.
 
@@ -82,6 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     site.add_argument("--top-k", type=int, default=SiteOptions.top_k, help="patches averaged into a frame score")
     site.add_argument("--coreset-fraction", type=float, default=SiteOptions.coreset_fraction,
                       help="share of each group's patches kept in the memory (default: %(default)s)")
+    site.add_argument("--specular-cover", type=float, default=SiteOptions.specular_cover,
+                      help="cells with more than this share of specular-highlight pixels are left out of the site "
+                           "model (default: %(default)s; a negative value keeps them)")
     site.add_argument("--blocks", type=int, default=5,
                       help="one recording: contiguous blocks it is cut into for cross-fitting (default: %(default)s)")
 
@@ -167,9 +172,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"enroll: {len(frames)} frames from {args.source}: {int((~mask).sum())} to fit, "
           f"{int(mask.sum())} held back for the threshold", flush=True)
     options = SiteOptions(top_k=args.top_k, alpha=round(1.0 - args.target_tpr, 10), fusion=args.fusion,
-                          backbone=args.site_backbone, coreset_fraction=args.coreset_fraction)
+                          backbone=args.site_backbone, coreset_fraction=args.coreset_fraction,
+                          specular_cover=None if args.specular_cover is None or args.specular_cover < 0
+                          else args.specular_cover)
     extractor = PatchFeatureExtractor(model if options.backbone == "bundled" else None, options.layer)
-    footage = analyse_footage(frames, model, extractor, total=len(frames))
+    footage = analyse_footage(frames, model, extractor, total=len(frames), specular_cover=options.specular_cover)
     features = footage.features.astype(np.float64)
     nero_options = EnrollOptions(args.procedure, args.site_components, args.site_clusters, args.alpha, args.target_tpr)
     site_det = enroll_detector(det, features[~mask], features[mask], nero_options)
@@ -193,7 +200,14 @@ def run(args: argparse.Namespace) -> int:
         save_with_site_model(args.out, site_det, site)
         summary["site_model"] = {"groups": len(parts), "memory_size": site.memory.size, "fusion": options.fusion,
                                  "alpha": options.alpha, "backbone": options.backbone,
-                                 "site_threshold": site.site_threshold}
+                                 "site_threshold": site.site_threshold, "unlike_groups": site.info["unlike_groups"]}
+        if site.info["unlike_groups"]:
+            kind = "recordings (sub-folders in name order, from 0)" if groups is not None and groups.max() >= 1 \
+                else "blocks of the recording"
+            print(f"warning: {kind} {site.info['unlike_groups']} look unlike the rest of the footage (another "
+                  "video chain, scope or light?): the site threshold is then set by that difference and flags few "
+                  "polyps. Enroll two or more recordings of each video chain the site uses "
+                  "(docs/results/site-enrollment/diagnosis.md).", flush=True)
     summary["seconds"] = round(time.monotonic() - started, 1)
     print(json.dumps(summary, indent=1))
     print(f"wrote {args.out}. The held-back share over the threshold is {summary['held_back_over_threshold_after']:.1%} "

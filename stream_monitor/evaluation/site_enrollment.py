@@ -12,7 +12,7 @@ Protocol (issue 14), per PolypGen centre A, B, C:
 HyperKvasir as a fourth "site" (enroll on the split's ID train images in 5 random groups, held apart:
 ID test, polyps: the split's polyp class) checks that enrollment also keeps working in-domain.
 
-Choices (backbone, frame score top-k, fusion rule) are made per reported centre by leave-one-centre-out:
+Choices (backbone, frame score top-k, fusion rule, whether specular-highlight cells count) are made per reported centre by leave-one-centre-out:
 among the grid, the configuration with the highest worst-centre polyp rate whose mean false-alert rate is
 ≤ 10 % on every OTHER PolypGen centre. The full grid is in the results too.
 
@@ -35,12 +35,13 @@ import numpy as np
 import torch
 
 from ..site.calibration import evidence_fired, fuse, p_values
-from ..site.patch_memory import frame_score
+from ..site.patch_memory import frame_score, specular_cells
 from ..site.site_model import SiteOptions, group_memories
 from .ood_metrics import auroc
-from .site_features import BACKBONES, CACHE_DIR, CENTRES, frame_groups, load_group
+from .site_features import BACKBONES, CACHE_DIR, CENTRES, FrameArrays, cached_model_rgb, frame_groups, load_group
 
 TOP_KS = (1, 10, 50)
+SPECULAR = {"all-cells": None, "no-specular": 0.1}  # cells: SiteOptions.specular_cover
 RULES = ("site", "min", "fisher", "nero-threshold")
 ALPHA = 0.05
 FA_LIMIT, POLYP_TARGET = 0.10, 0.60
@@ -111,8 +112,6 @@ def _site_blocks(site: str, backbone: str, groups):
         train = load_group("hk/id-train", backbone, groups["hk/id-train"])
         order = np.random.default_rng(0).permutation(len(train.names))
         parts = np.array_split(order, HK_GROUPS)
-        from .site_features import FrameArrays
-
         normal = [FrameArrays(train.maps[p], train.valid[p], train.nero[p], tuple(train.names[i] for i in p)) for p in parts]
         normal.append(load_group("hk/id-test", backbone, groups["hk/id-test"]))
         return normal, load_group("hk/polyp", backbone, groups["hk/polyp"])
@@ -120,46 +119,61 @@ def _site_blocks(site: str, backbone: str, groups):
     return normal, load_group(f"{site}/polyp", backbone, groups[f"{site}/polyp"])
 
 
+def _without_specular(site: str, blocks, groups, cover: float):
+    """A PolypGen centre's blocks with specular-highlight cells dropped from `valid` (site_model's
+    specular_cover; images from the rgb cache)."""
+    names = [f"{site}/{seq}" for seq in CENTRES[site]] + [f"{site}/polyp"]
+    out = []
+    for name, block in zip(names, blocks):
+        specular = specular_cells(cached_model_rgb(name, groups[name]), *block.valid.shape[-2:], cover)
+        out.append(FrameArrays(block.maps, block.valid & ~specular, block.nero, block.names))
+    return out
+
+
 def evaluate(options: SiteOptions, before_threshold: float, sites=(*CENTRES, "hk")) -> dict:
     groups = frame_groups()
     results: dict = {}
-    for site in sites:
-        for backbone in BACKBONES:
-            normal, polyp = _site_blocks(site, backbone, groups)
-            blocks = [*normal, polyp]
-            t0 = time.time()
-            # memories are per normal block; every split's enroll set is a subset of them
-            name = f"{site}-{backbone}-f{options.coreset_fraction}-max{options.max_coreset}-seed{options.seed}.npz"
-            dist = _distances(normal, blocks, options, CACHE_DIR / "distances" / name)
-            elapsed = time.time() - t0
-            valid = [b.valid for b in blocks]
-            nero = [b.nero for b in blocks]
-            polyp_index = len(blocks) - 1
-            before_fa = float(np.mean(np.concatenate([b.nero for b in normal]) > before_threshold))
-            before_polyp = float(np.mean(polyp.nero > before_threshold))
-            for top_k, rule in itertools.product(TOP_KS, RULES):
-                if rule == "nero-threshold" and (top_k != TOP_KS[0]):
-                    continue
-                runs = [{"enroll": list(e), "held": list(h),
-                         **_site_rates(dist, valid, nero, list(e), list(h), polyp_index, top_k, rule, before_threshold)}
-                        for e, h in _splits(len(normal), site)]
-                key = f"{site}|{backbone}|top{top_k}|{rule}"
-                results[key] = {
-                    "site": site, "backbone": backbone, "top_k": top_k, "rule": rule, "splits": runs,
-                    "false_alerts_mean": float(np.mean([r["false_alerts"] for r in runs])),
-                    "false_alerts_max": float(np.max([r["false_alerts"] for r in runs])),
-                    "polyps_flagged_mean": float(np.mean([r["polyps_flagged"] for r in runs])),
-                    "polyps_flagged_min": float(np.min([r["polyps_flagged"] for r in runs])),
-                    "site_auroc_mean": float(np.mean([r["site_auroc"] for r in runs])),
-                    "nero_auroc_mean": float(np.mean([r["nero_auroc"] for r in runs])),
-                    "before": {"false_alerts": before_fa, "polyps_flagged": before_polyp},
-                    "distance_seconds": elapsed}
-            print(f"{site} {backbone}: distances {elapsed:.1f} s", flush=True)
+    for site, backbone, cells in itertools.product(sites, BACKBONES, SPECULAR):
+        if site == "hk" and SPECULAR[cells] is not None:
+            continue
+        normal, polyp = _site_blocks(site, backbone, groups)
+        if SPECULAR[cells] is not None:
+            *normal, polyp = _without_specular(site, [*normal, polyp], groups, SPECULAR[cells])
+        blocks = [*normal, polyp]
+        t0 = time.time()
+        # memories are per normal block; every split's enroll set is a subset of them
+        name = f"{site}-{backbone}-f{options.coreset_fraction}-max{options.max_coreset}-seed{options.seed}" \
+            + ("" if SPECULAR[cells] is None else f"-specular{SPECULAR[cells]}") + ".npz"
+        dist = _distances(normal, blocks, options, CACHE_DIR / "distances" / name)
+        elapsed = time.time() - t0
+        valid = [b.valid for b in blocks]
+        nero = [b.nero for b in blocks]
+        polyp_index = len(blocks) - 1
+        before_fa = float(np.mean(np.concatenate([b.nero for b in normal]) > before_threshold))
+        before_polyp = float(np.mean(polyp.nero > before_threshold))
+        for top_k, rule in itertools.product(TOP_KS, RULES):
+            if rule == "nero-threshold" and (top_k != TOP_KS[0] or SPECULAR[cells] is not None):
+                continue
+            runs = [{"enroll": list(e), "held": list(h),
+                     **_site_rates(dist, valid, nero, list(e), list(h), polyp_index, top_k, rule, before_threshold)}
+                    for e, h in _splits(len(normal), site)]
+            key = f"{site}|{backbone}|{cells}|top{top_k}|{rule}"
+            results[key] = {
+                "site": site, "backbone": backbone, "cells": cells, "top_k": top_k, "rule": rule, "splits": runs,
+                "false_alerts_mean": float(np.mean([r["false_alerts"] for r in runs])),
+                "false_alerts_max": float(np.max([r["false_alerts"] for r in runs])),
+                "polyps_flagged_mean": float(np.mean([r["polyps_flagged"] for r in runs])),
+                "polyps_flagged_min": float(np.min([r["polyps_flagged"] for r in runs])),
+                "site_auroc_mean": float(np.mean([r["site_auroc"] for r in runs])),
+                "nero_auroc_mean": float(np.mean([r["nero_auroc"] for r in runs])),
+                "before": {"false_alerts": before_fa, "polyps_flagged": before_polyp},
+                "distance_seconds": elapsed}
+        print(f"{site} {backbone} {cells}: distances {elapsed:.1f} s", flush=True)
     return results
 
 
 def choose(results: dict, held_out: str) -> str:
-    """Leave-one-centre-out choice of (backbone, top-k, rule) for reporting `held_out` (see module doc)."""
+    """Leave-one-centre-out choice of (backbone, cells, top-k, rule) for reporting `held_out` (see module doc)."""
     selection = [c for c in CENTRES if c != held_out]
     configs = sorted({key.split("|", 1)[1] for key in results if not key.endswith("nero-threshold")})
     best, best_value = None, -1.0
@@ -182,12 +196,12 @@ def write_report(results: dict, options: SiteOptions, out: Path, command: str) -
              f"enrollment alone (cross-fitted conformal p < {ALPHA}); false alerts on the held-apart normal "
              "frames, polyps = the centre's 125 polyp frames. Mean over splits (worst split in brackets).", "",
              "## Chosen per centre by leave-one-centre-out (chosen on the other two centres)", "",
-             "| centre | chosen (backbone, top-k, fusion) | before: false alerts / polyps | NERO threshold enrolled | "
+             "| centre | chosen (backbone, cells, top-k, fusion) | before: false alerts / polyps | NERO threshold enrolled | "
              "site model enrolled: false alerts / polyps | AUROC held-apart normal vs polyps: site / NERO | target met |",
              "|---|---|---|---|---|---|---|"]
     for c, config in chosen.items():
         r = results[f"{c}|{config}"]
-        nt = results[f"{c}|{config.split('|')[0]}|top{TOP_KS[0]}|nero-threshold"]
+        nt = results[f"{c}|{config.split('|')[0]}|all-cells|top{TOP_KS[0]}|nero-threshold"]
         met = r["false_alerts_mean"] <= FA_LIMIT and r["polyps_flagged_mean"] >= POLYP_TARGET
         lines.append(f"| {c} | {config.replace('|', ', ')} | {r['before']['false_alerts']:.0%} / {r['before']['polyps_flagged']:.0%} "
                      f"| {nt['false_alerts_mean']:.0%} / {nt['polyps_flagged_mean']:.0%} "
@@ -195,12 +209,14 @@ def write_report(results: dict, options: SiteOptions, out: Path, command: str) -
                      f"(min {r['polyps_flagged_min']:.1%}) | {r['site_auroc_mean']:.2f} / {r['nero_auroc_mean']:.2f} "
                      f"| {'yes' if met else 'no'} |")
     lines += ["", "## Full grid (mean over splits: false alerts / polyps flagged)", "",
-              "| site | backbone | top-k | fusion | false alerts (max) | polyps flagged (min) | site AUROC | polyp alerts with site / NERO evidence |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| site | backbone | cells | top-k | fusion | false alerts (max) | polyps flagged (min) | site AUROC | "
+              "polyp alerts with site / NERO evidence |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for key, r in results.items():
         ev = r["splits"][0]["polyp_evidence"]
         evs = f"{ev.get('site', 0):.0%} / {ev.get('nero', 0):.0%}" if ev else "—"
-        lines.append(f"| {r['site']} | {r['backbone']} | {r['top_k'] if r['rule'] != 'nero-threshold' else '—'} | {r['rule']} "
+        lines.append(f"| {r['site']} | {r['backbone']} | {r['cells']} | {r['top_k'] if r['rule'] != 'nero-threshold' else '—'} "
+                     f"| {r['rule']} "
                      f"| {r['false_alerts_mean']:.1%} ({r['false_alerts_max']:.1%}) | {r['polyps_flagged_mean']:.1%} "
                      f"({r['polyps_flagged_min']:.1%}) | {r['site_auroc_mean']:.2f} | {evs} |")
     lines += ["", f"Options: {json.dumps(options.__dict__)}. `hk` = HyperKvasir as a site (enroll: ID train in "

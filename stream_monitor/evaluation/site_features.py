@@ -30,7 +30,7 @@ from ..preprocess import normalize_uint8, to_model_rgb
 from ..site.patch_memory import PatchFeatureExtractor, valid_region
 from .datasets import DEFAULT_SPLIT, SHARED_DATA
 
-__all__ = ["BACKBONES", "CENTRES", "FrameArrays", "frame_groups", "load_group", "model_rgb"]
+__all__ = ["BACKBONES", "CENTRES", "FrameArrays", "cached_model_rgb", "frame_groups", "load_group", "model_rgb"]
 
 CACHE_VERSION = 1
 CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "site-enrollment"
@@ -68,6 +68,19 @@ def frame_groups(shared_data: Path = SHARED_DATA) -> dict[str, list[Path]]:
 def model_rgb(frame: np.ndarray) -> np.ndarray:
     """(224, 224, 3) uint8 RGB as the live capture path makes it: scope crop (auto), then resize."""
     return to_model_rgb(ScopeMasker(mode="auto").apply(frame))
+
+
+def cached_model_rgb(group: str, files: list[Path]) -> np.ndarray:
+    """(N, 224, 224, 3) uint8 as the live path makes it, cached (decoding 1080p JPEGs is the slow part)."""
+    path = CACHE_DIR / "rgb" / f"{group.replace('/', '__')}.npz"
+    if path.is_file():
+        with np.load(path) as data:
+            if data["names"].tolist() == [str(f) for f in files]:
+                return data["rgb"]
+    rgb = np.stack([model_rgb(read_image(f)) for f in files])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, rgb=rgb, names=np.array([str(f) for f in files]))
+    return rgb
 
 
 def _key(files: list[Path], layer: str) -> str:

@@ -19,7 +19,7 @@ from ..capture.scope_mask import ScopeMasker
 from ..errors import InputError
 from ..models.base import ClassifierAdapter
 from ..preprocess import normalize_uint8, to_model_rgb
-from .patch_memory import PatchFeatureExtractor, valid_region
+from .patch_memory import PatchFeatureExtractor, scored_cells
 
 __all__ = ["FootageArrays", "analyse_footage", "block_groups"]
 
@@ -50,8 +50,9 @@ def _batches(frames: Iterable[tuple[str, np.ndarray]], size: int) -> Iterator[tu
 @torch.inference_mode()
 def analyse_footage(frames: Iterable[tuple[str, np.ndarray]], model: ClassifierAdapter,
                     extractor: PatchFeatureExtractor, total: int | None = None, batch_size: int = 8,
-                    progress: bool = True) -> FootageArrays:
-    """Features, patch maps and valid regions of (name, BGR frame) pairs (see the module docstring)."""
+                    progress: bool = True, specular_cover: float | None = None) -> FootageArrays:
+    """Features, patch maps and valid regions (patch_memory.scored_cells with `specular_cover`) of
+    (name, BGR frame) pairs (see the module docstring)."""
     names: list[str] = []
     features, maps, valid = [], [], []
     bar = tqdm(total=total, desc="site footage", unit="frame", disable=not progress)
@@ -61,7 +62,7 @@ def analyse_footage(frames: Iterable[tuple[str, np.ndarray]], model: ClassifierA
         patch = extractor(images)
         features.append(pooled.float().numpy())
         maps.append(patch.numpy())
-        valid.append(valid_region(rgb, *patch.shape[-2:]))
+        valid.append(scored_cells(rgb, *patch.shape[-2:], specular_cover))
         names.extend(batch_names)
         bar.update(len(batch_names))
     bar.close()

@@ -28,7 +28,8 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 
-__all__ = ["DEFAULT_LAYERS", "PatchFeatureExtractor", "PatchMemory", "frame_score", "valid_region"]
+__all__ = ["DEFAULT_LAYERS", "PatchFeatureExtractor", "PatchMemory", "frame_score", "scored_cells", "specular_cells",
+           "valid_pixels", "valid_region"]
 
 DEFAULT_LAYERS = "blocks.2+blocks.4"  # stride 8 (40 ch) + stride 16 (112 ch) of EfficientNet-Lite0
 _LOCAL_POOL = 3  # PatchCore's neighbourhood aggregation: 3×3 average, stride 1
@@ -217,7 +218,9 @@ def valid_region(images: np.ndarray | Sequence[np.ndarray], h: int, w: int, lit_
     return out
 
 
-def _valid_cells(image: np.ndarray, h: int, w: int, lit_threshold: int, edge_px: int, min_cover: float) -> np.ndarray:
+def valid_pixels(image: np.ndarray, lit_threshold: int = 20) -> np.ndarray:
+    """(H, W) uint8 0/1: the pixels of one image (H, W, 3) uint8 that show the colon (before the edge
+    erosion of `valid_region`): the largest lit component, holes filled, minus the green position box."""
     channels = image.astype(np.int16)
     # green to teal (the position box is RGB ≈ (44, 182, 146) on PolypGen centre A): G clearly above the
     # weaker of R and B and not below the stronger; colon mucosa is red-dominant, never like that
@@ -230,7 +233,7 @@ def _valid_cells(image: np.ndarray, h: int, w: int, lit_threshold: int, edge_px:
     lit = cv2.morphologyEx(lit.astype(np.uint8), cv2.MORPH_OPEN, kernel)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(lit, connectivity=4)
     if count <= 1:
-        return np.zeros((h, w), dtype=bool)
+        return np.zeros(image.shape[:2], dtype=np.uint8)
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     region = (labels == largest).astype(np.uint8)
     # holes inside the scope image (dark lumen, shadows) are colon too: fill by the outer contour
@@ -239,10 +242,45 @@ def _valid_cells(image: np.ndarray, h: int, w: int, lit_threshold: int, edge_px:
     if green.any():
         near_green = cv2.dilate(green.astype(np.uint8), kernel, iterations=3)
         region &= 1 - near_green
+    return region
+
+
+def _valid_cells(image: np.ndarray, h: int, w: int, lit_threshold: int, edge_px: int, min_cover: float) -> np.ndarray:
+    region = valid_pixels(image, lit_threshold)
+    if not region.any():
+        return np.zeros((h, w), dtype=bool)
     if edge_px > 0:
         region = cv2.erode(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * edge_px + 1,) * 2))
     cover = cv2.resize(region.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
     return cover >= min_cover
+
+
+def specular_cells(images: np.ndarray, h: int, w: int, max_cover: float = 0.1) -> np.ndarray:
+    """(B, h, w) bool: grid cells where more than `max_cover` of the pixels are specular highlights (bright
+    and colourless: HSV value > 220 and saturation < 60, dilated by 2 pixels for their halo).
+
+    Highlights move with every small motion of the scope and light, so in normal footage they are the
+    patches least like the memory; leaving them out of the frame score raised the site model's ranking of
+    polyps over unseen normal recordings (docs/results/site-enrollment)."""
+    batch = np.asarray(images)
+    if batch.ndim != 4 or batch.shape[-1] != 3 or batch.dtype != np.uint8:
+        raise InputError(f"images must be (B, H, W, 3) uint8 RGB, got {batch.shape} {batch.dtype}")
+    out = np.zeros((len(batch), h, w), dtype=bool)
+    for i, image in enumerate(batch):
+        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+        highlight = ((hsv[..., 2] > 220) & (hsv[..., 1] < 60)).astype(np.uint8)
+        highlight = cv2.dilate(highlight, np.ones((5, 5), np.uint8))
+        out[i] = cv2.resize(highlight.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > max_cover
+    return out
+
+
+def scored_cells(images: np.ndarray, h: int, w: int, specular_cover: float | None = None) -> np.ndarray:
+    """(B, h, w) bool: the cells the site model remembers and scores — valid_region, and without the
+    specular highlights (specular_cells) when `specular_cover` is set."""
+    cells = valid_region(images, h, w)
+    if specular_cover is not None:
+        cells &= ~specular_cells(images, h, w, specular_cover)
+    return cells
 
 
 def frame_score(distance_maps: np.ndarray, valid: np.ndarray | None = None, top_k: int = 10) -> np.ndarray:

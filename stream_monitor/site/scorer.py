@@ -19,7 +19,7 @@ import torch
 from ..engine.contract import ScoredBatch
 from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
 from .calibration import evidence_score
-from .patch_memory import PatchFeatureExtractor, valid_region
+from .patch_memory import PatchFeatureExtractor, scored_cells
 from .site_model import SiteModel
 
 __all__ = ["SiteScoredBatch", "SiteScorer", "create_site_scorer", "evidence_fields", "to_uint8_rgb"]
@@ -63,7 +63,7 @@ class SiteScorer:
     def score_batch(self, images: np.ndarray) -> SiteScoredBatch:
         nero = self.inner.score_batch(images)
         maps = self.extractor(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)))
-        valid = valid_region(to_uint8_rgb(images), *maps.shape[-2:])
+        valid = scored_cells(to_uint8_rgb(images), *maps.shape[-2:], self.site.options.specular_cover)
         scores = self.site.score(maps.numpy(), valid, np.asarray(nero.score, np.float64))
         evidence = evidence_score(scores.p_fused, self.site.options.alpha)
         # a frame NERO could not score (NaN features) stays NaN, so the loop's validity flags still see it

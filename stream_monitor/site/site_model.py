@@ -26,14 +26,17 @@ from ..errors import InputError
 from .calibration import FUSION_RULES, evidence_fired, fuse, p_values
 from .patch_memory import PatchMemory, frame_score
 
-__all__ = ["SiteModel", "SiteOptions", "SiteScores", "crossfit_scores", "enroll_site", "group_memories"]
+__all__ = ["SiteModel", "SiteOptions", "SiteScores", "crossfit_scores", "enroll_site", "group_memories",
+           "unlike_groups"]
 
 
 @dataclass(frozen=True)
 class SiteOptions:
     """coreset_fraction: share of each group's valid patches kept (≥ min_coreset, ≤ max_coreset each);
     top_k: patches averaged into a frame score; alpha: flagged share of normal frames aimed at;
-    fusion: one of FUSION_RULES; backbone: 'imagenet' or 'bundled' (what the patches come from)."""
+    fusion: one of FUSION_RULES; backbone: 'imagenet' or 'bundled' (what the patches come from);
+    specular_cover: cells with more than this share of specular-highlight pixels are neither remembered nor
+    scored (patch_memory.scored_cells); None keeps them (artifacts enrolled before the option)."""
 
     coreset_fraction: float = 0.05
     min_coreset: int = 50
@@ -44,6 +47,8 @@ class SiteOptions:
     backbone: str = "imagenet"
     layer: str = "blocks.2+blocks.4"
     seed: int = 0
+    # left out: chosen by leave-one-centre-out for 2 of the 3 PolypGen centres (docs/results/site-enrollment)
+    specular_cover: float | None = 0.1
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSION_RULES:
@@ -52,6 +57,8 @@ class SiteOptions:
             raise InputError(f"alpha must be in (0, 1), got {self.alpha}")
         if not 0 < self.coreset_fraction <= 1:
             raise InputError(f"coreset_fraction must be in (0, 1], got {self.coreset_fraction}")
+        if self.specular_cover is not None and not 0 <= self.specular_cover < 1:
+            raise InputError(f"specular_cover must be in [0, 1) or None, got {self.specular_cover}")
 
 
 def _valid_patches(maps: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -81,6 +88,23 @@ def crossfit_scores(maps_by_group: list[np.ndarray], valid_by_group: list[np.nda
         others = PatchMemory(np.concatenate([m.bank for j, m in enumerate(memories) if j != g]))
         scores.append(frame_score(others.distances(maps), valid, top_k))
     return np.concatenate(scores)
+
+
+def unlike_groups(calibration_by_group: list[np.ndarray], quantile: float = 0.95) -> list[int]:
+    """Groups whose median cross-fitted score lies above the `quantile` of every other group's scores
+    pooled: footage unlike the rest of the enrollment (another video chain, scope or light source).
+
+    Such a group sets the threshold by how unlike it is, not by what a new normal frame of the site scores:
+    on PolypGen centre A, enrolling one 1080p and one SD recording put the threshold above every polyp
+    (docs/results/site-enrollment/diagnosis.md). Enrolling two or more recordings of each video chain
+    avoids it."""
+    scores = [np.asarray(g, np.float64)[np.isfinite(g)] for g in calibration_by_group]
+    unlike = []
+    for g, own in enumerate(scores):
+        others = np.concatenate([o for j, o in enumerate(scores) if j != g])
+        if len(own) and len(others) and np.median(own) > np.quantile(others, quantile):
+            unlike.append(g)
+    return unlike
 
 
 @dataclass(frozen=True)
@@ -136,7 +160,8 @@ class SiteModel:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict) -> SiteModel:
         try:
-            options = SiteOptions(**meta["options"])
+            # an artifact enrolled before specular_cover existed kept every valid cell
+            options = SiteOptions(**{"specular_cover": None, **meta["options"]})
             return cls(PatchMemory.from_arrays(arrays), arrays["site_calibration"],
                        arrays.get("nero_calibration"), options, dict(meta.get("info", {})))
         except (KeyError, TypeError) as exc:
@@ -150,6 +175,7 @@ def enroll_site(maps_by_group: list[np.ndarray], valid_by_group: list[np.ndarray
         raise InputError(f"enrollment needs ≥ 2 groups of frames with their valid regions, got {len(maps_by_group)}")
     memories = group_memories(maps_by_group, valid_by_group, options)
     calibration = crossfit_scores(maps_by_group, valid_by_group, memories, options.top_k)
+    by_group = np.split(calibration, np.cumsum([len(m) for m in maps_by_group])[:-1])
     calibration = calibration[np.isfinite(calibration)]
     if len(calibration) < 20:
         raise InputError(f"only {len(calibration)} usable enrollment frames: need at least 20 to set a threshold "
@@ -157,5 +183,6 @@ def enroll_site(maps_by_group: list[np.ndarray], valid_by_group: list[np.ndarray
     memory = PatchMemory(np.concatenate([m.bank for m in memories]))
     nero = np.concatenate(nero_by_group) if nero_by_group is not None else None
     info = {"groups": len(maps_by_group), "frames": int(sum(len(m) for m in maps_by_group)),
-            "memory_size": memory.size}
+            "memory_size": memory.size, "unlike_groups": unlike_groups(by_group),
+            "group_median_scores": [round(float(np.nanmedian(g)), 3) if np.isfinite(g).any() else None for g in by_group]}
     return SiteModel(memory, calibration, nero, options, info)

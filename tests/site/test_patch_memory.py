@@ -13,8 +13,17 @@ from stream_monitor.capture.scope_mask import find_scope_box
 from stream_monitor.errors import InputError
 from stream_monitor.evaluation.datasets import SHARED_DATA
 from stream_monitor.preprocess import normalize_uint8, to_model_rgb
-from stream_monitor.site.patch_memory import PatchFeatureExtractor, PatchMemory, frame_score, valid_region
+from stream_monitor.site.patch_memory import (
+    PatchFeatureExtractor,
+    PatchMemory,
+    frame_score,
+    scored_cells,
+    specular_cells,
+    valid_pixels,
+    valid_region,
+)
 
+CENTRE_C_FRAME = SHARED_DATA / "sequences" / "polypgen-negative" / "seq19_neg" / "0001_seq19_img1.jpg"  # glossy
 CENTRE_A_FRAME = SHARED_DATA / "sequences" / "polypgen-negative" / "seq01_neg" / "0006_seq1_img6.jpg"
 
 
@@ -87,6 +96,35 @@ def test_valid_region_drops_black_corners_and_the_green_position_box():
     assert not valid[dark].any()
     assert valid[10:18, 12:20].all(), "the middle of the scope image is colon"
     assert valid_region(rgb[None, ..., ::-1].copy(), 28, 28)[0].tolist() == valid.tolist(), "BGR = RGB"
+
+
+def test_valid_pixels_is_the_colon_at_full_resolution_and_agrees_with_the_grid():
+    """The pixel mask (what a crop to the colon uses) holds the scope image only: the green box and the
+    black side panel of this 1080p centre-A frame lie outside it, and its cells are valid_region's
+    cells before the edge erosion."""
+    rgb = _model_rgb(CENTRE_A_FRAME)
+    pixels = valid_pixels(rgb)
+    assert pixels.shape == rgb.shape[:2] and pixels.dtype == np.uint8 and set(np.unique(pixels)) == {0, 1}
+    columns = np.flatnonzero(pixels.any(0))
+    green = (rgb[..., 1].astype(int) > rgb[..., 0].astype(int) + 60) & (rgb[..., 1] > rgb[..., 2])
+    assert green.sum() > 500 and not pixels[green].any()
+    assert columns[0] > np.flatnonzero(green.any(0)).max(), "the colon starts right of the position box"
+    cells = cv2.resize(pixels.astype(np.float32), (28, 28), interpolation=cv2.INTER_AREA) >= 0.9
+    assert cells.tolist() == valid_region(rgb[None], 28, 28, edge_px=0)[0].tolist()
+
+
+def test_specular_cells_hold_highlights_and_leave_plain_mucosa_scored():
+    rgb = _model_rgb(CENTRE_C_FRAME)
+    specular = specular_cells(rgb[None], 28, 28)[0]
+    value = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 2].reshape(28, 8, 28, 8).max(axis=(1, 3))
+    assert specular.sum() > 20, "this glossy frame has many highlights"
+    near = cv2.dilate(value, np.ones((3, 3), np.uint8))  # brightest pixel in the cell or its 8 neighbours
+    assert (near[specular] > 220).all(), "a flagged cell holds or borders a highlight"
+    assert (value[specular] > 220).mean() > 0.7, "most hold one themselves"
+    assert not specular[near < 200].any(), "a cell with no bright pixel around is never flagged"
+    valid = valid_region(rgb[None], 28, 28)[0]
+    assert scored_cells(rgb[None], 28, 28)[0].tolist() == valid.tolist(), "off by default"
+    assert scored_cells(rgb[None], 28, 28, 0.1)[0].tolist() == (valid & ~specular).tolist()
 
 
 def test_extractor_gives_a_28_by_28_map_of_the_two_stages():

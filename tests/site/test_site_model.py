@@ -86,3 +86,15 @@ def test_enrollment_refuses_one_group_or_too_few_frames():
         enroll_site([maps], [valid], None)
     with pytest.raises(InputError, match="at least 20"):
         enroll_site([maps[:5], maps[5:10]], [valid[:5], valid[5:10]], None)
+
+
+def test_an_artifact_enrolled_before_specular_cover_loads_with_highlights_kept():
+    rng = np.random.default_rng(4)
+    groups = [_toy_frames(rng, 12) for _ in range(3)]
+    arrays, meta = enroll_site([g[0] for g in groups], [g[1] for g in groups], None,
+                               SiteOptions(specular_cover=0.1)).to_arrays()
+    assert meta["options"]["specular_cover"] == 0.1
+    del meta["options"]["specular_cover"]  # what an older enrollment wrote
+    assert SiteModel.from_arrays(arrays, meta).options.specular_cover is None
+    with pytest.raises(InputError):
+        SiteOptions(specular_cover=1.5)
