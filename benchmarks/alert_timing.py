@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import cpu_name, load, write_results  # noqa: E402
 
 from stream_monitor import bundled  # noqa: E402
+from stream_monitor.baselines.serving import load_alert_detector  # noqa: E402
 from stream_monitor.capture.scope_mask import ScopeMasker  # noqa: E402
 from stream_monitor.config import AlertConfig, SmoothingConfig  # noqa: E402
 from stream_monitor.data.images import iter_frames, list_images, read_image  # noqa: E402
@@ -170,13 +171,14 @@ def main() -> None:
     model, _ = load_classifier(args.model)
     weight, bias = model.head_arrays()
     detector = NeroDetector.load(args.detector, weight=weight, bias=bias, model_sha256=sha256_file(args.model))
-    threshold = detector.threshold
+    served = load_alert_detector(args.detector)  # the artifact's alert detector, when it serves one (not NERO)
+    threshold = served.threshold if served is not None else detector.threshold
     cache = args.cache or Path(tempfile.gettempdir()) / (
         f"stream-monitor-alert-timing-{sha256_file(args.detector)[:12]}-{sha256_file(args.model)[:12]}-h{args.hold}.npz")
     if cache.exists():
         id_scores, cvc, polyp, negative, ulcer = load_scores(cache)
     else:
-        scorer = Scorer(model, detector, top_n=1, heatmaps=False)
+        scorer = Scorer(model, detector, top_n=1, heatmaps=False, alert=served)
         id_scores, cvc, polyp, negative, ulcer = compute_scores(scorer, args.hold)
         save_scores(cache, id_scores, cvc, polyp, negative, ulcer)
     rng = np.random.default_rng(0)
