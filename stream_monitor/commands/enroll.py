@@ -36,6 +36,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -45,6 +46,8 @@ import cv2
 import numpy as np
 
 from .. import bundled
+from ..baselines.serving import load_alert_detector, save_with_alert_detector
+from ..calibration import calibrate_threshold
 from ..data.images import iter_frames, list_images, read_image
 from ..errors import InputError
 from ..nero import NeroDetector
@@ -187,9 +190,23 @@ def run(args: argparse.Namespace) -> int:
                "held_back_over_threshold_before":
                    float(np.mean(det.score(features[mask]) > det.threshold)) if det.calibration else None,
                "held_back_over_threshold_after": float(np.mean(site_det.score(features[mask]) > site_det.threshold))}
-    if not args.site_model:
+    alert = load_alert_detector(args.detector)
+    if alert is not None and not args.site_model:
+        # the served detector raises the alert: its threshold moves to the site's held-back footage too
+        # (it is not refitted on the site's frames, whatever the NERO procedure)
+        site_alert = dataclasses.replace(alert, calibration=calibrate_threshold(alert.score(features[mask]),
+                                                                               args.target_tpr))
+        save_with_alert_detector(args.out, site_det, site_alert)
+        summary["alert_detector"] = {
+            "name": alert.name, "threshold_before": alert.threshold, "threshold_after": site_alert.threshold,
+            "held_back_over_threshold_before": float(np.mean(alert.score(features[mask]) > alert.threshold))}
+        summary["held_back_over_threshold_after"] = float(np.mean(alert.score(features[mask]) > site_alert.threshold))
+    elif not args.site_model:
         site_det.save(args.out)
     else:
+        if alert is not None:
+            print(f"note: the site model is fused with NERO's score; the served alert detector ({alert.name}) of "
+                  f"{args.detector} is not carried into {args.out}", flush=True)
         site_groups = _site_groups(groups, len(frames), args.blocks)
         nero_scores = site_det.score(features)
         # NERO is not fitted on the site's frames under `threshold`; other procedures are, on the fit part

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from stream_monitor import bundled
+from stream_monitor.baselines.serving import load_alert_detector
 from stream_monitor.capture.scope_mask import ScopeMasker
 from stream_monitor.cli import main
 from stream_monitor.data.features import extract
@@ -91,6 +92,16 @@ def test_enroll_writes_a_loadable_site_detector_that_stops_flagging_the_sites_no
     else:
         np.testing.assert_array_equal(site.score(fitted), original.score(fitted))
         assert site.threshold > original.threshold
+    # The shipped artifact's served alert detector (if any) is re-thresholded on the same held-back frames
+    # and kept: after enrollment it still raises the alert, with the same ≤ 5 % on the held-back footage.
+    served, enrolled = load_alert_detector(bundled.DETECTOR), load_alert_detector(out)
+    assert (served is None) == (enrolled is None)
+    if served is not None:
+        assert enrolled.name == served.name and summary["alert_detector"]["name"] == served.name
+        np.testing.assert_array_equal(enrolled.score(fitted), served.score(fitted))  # not refitted
+        assert np.mean(served.score(held) > served.threshold) > 0.5
+        assert np.mean(enrolled.score(held) > enrolled.threshold) <= 0.06
+        assert summary["held_back_over_threshold_after"] <= 0.06
 
 
 def test_the_library_and_the_cli_enroll_with_the_same_default_procedure():
