@@ -156,5 +156,5 @@ def _score_title(evidence: dict | None) -> str:
     if not evidence:
         return "NERO OOD score"
     if evidence.get("detector"):
-        return f"{evidence['detector']} OOD score (NERO explains)"
+        return f"OOD score: {evidence['detector']}"  # NERO still explains: the parts and neurons below
     return "site + NERO evidence"
