@@ -1,5 +1,5 @@
-"""A real Prometheus scraping a real monitor: `stream-monitor run` replays a real endoscopy clip
-(../shared/data/clips) through the bundled model, Prometheus (Debian's package) scrapes it every second
+"""A real Prometheus scraping a real monitor: `stream-monitor run` replays the demo's ID → OOD → ID clip
+of real frames (../shared/data) in a loop through the bundled model and detector, Prometheus (Debian's package) scrapes it every second
 on loopback with the repo's alert rules loaded, and its HTTP API answers `rate()` and
 `histogram_quantile()` — checked against the results the monitor published on ZeroMQ, recorded by a
 subscriber in this test. Regression story: dashboards and alerts are only as good as the series behind
@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from stream_monitor.demo.clip import assemble_demo_clip
 
 from .conftest import RULES, tool
 from .live import MonitorProcess, Prometheus, ResultRecorder, http_get, wait_for
@@ -67,7 +69,10 @@ def scraped(tmp_path_factory, shared_data):
     binary = tool("prometheus")
     folder = tmp_path_factory.mktemp("real-prometheus")
     ports = {"metrics": port(), "results": port(), "prometheus": port()}
-    clip = shared_data / "clips" / "ulcer_detection_Endoscopy_0_gastric_ulcer.mp4"
+    # The demo's ID → OOD → ID clip (real frames), looped: about every 8 s an OOD alert starts and ends, so
+    # the dashboard's alert annotation (alert starts in the last minute) has data while Prometheus scrapes.
+    # (A clip that is OOD throughout opens one alert before the first scrape and never ends it.)
+    clip = assemble_demo_clip(folder / "clip.mp4", fps=15, hold=2, id_images=20, ood_images=20).path
     recorder = ResultRecorder(f"tcp://127.0.0.1:{ports['results']}", STREAM)
     monitor = MonitorProcess(_monitor_config(folder, clip, ports), folder / "monitor.log")
     prometheus = None
