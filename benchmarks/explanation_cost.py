@@ -28,6 +28,7 @@ from common import cpu_name, load, timeit, write_results  # noqa: E402
 from stream_monitor import bundled  # noqa: E402
 from stream_monitor.data.images import list_images, read_image  # noqa: E402
 from stream_monitor.engine import EngineOptions, create_scorer  # noqa: E402
+from stream_monitor.evaluation.datasets import SHARED_DATA  # noqa: E402
 from stream_monitor.evaluation.explanation_patch import MEMORIES  # noqa: E402
 from stream_monitor.explanations.assets import ExplanationAssets, load_beside, refine_batch  # noqa: E402
 from stream_monitor.explanations.patch import (  # noqa: E402
@@ -42,7 +43,7 @@ from stream_monitor.site.patch_memory import PatchFeatureExtractor, PatchMemory 
 
 warnings.filterwarnings("ignore")
 logging.getLogger("stream_monitor").setLevel(logging.WARNING)
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = SHARED_DATA  # ../shared/data, found the way every other benchmark finds it
 
 
 def main() -> int:

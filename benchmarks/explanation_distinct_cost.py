@@ -27,6 +27,7 @@ from common import cpu_name, load, timeit, write_results  # noqa: E402
 from stream_monitor import bundled  # noqa: E402
 from stream_monitor.data.images import list_images, read_image  # noqa: E402
 from stream_monitor.engine import EngineOptions, create_scorer  # noqa: E402
+from stream_monitor.evaluation.datasets import SHARED_DATA  # noqa: E402
 from stream_monitor.explanations.distinct import combine, distinctiveness, scene_cells  # noqa: E402
 from stream_monitor.explanations.maps import residual_decomposition  # noqa: E402
 from stream_monitor.explanations.patch import denormalize, forward_with_blocks, patch_descriptors  # noqa: E402
@@ -36,7 +37,7 @@ from stream_monitor.preprocess import preprocess_batch  # noqa: E402
 
 warnings.filterwarnings("ignore")
 logging.getLogger("stream_monitor").setLevel(logging.WARNING)
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = SHARED_DATA  # ../shared/data, found the way every other benchmark finds it
 
 
 def main() -> int:
