@@ -41,10 +41,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import cpu_name, load, timeit, write_results  # noqa: E402
 
 from stream_monitor import bundled  # noqa: E402
+from stream_monitor.baselines.serving import load_alert_detector  # noqa: E402
 from stream_monitor.config import MonitorConfig  # noqa: E402
 from stream_monitor.demo.summary import RunRecord, latency_summary, metric, scrape  # noqa: E402
 from stream_monitor.engine import EngineOptions, create_scorer  # noqa: E402
 from stream_monitor.evaluation.datasets import SHARED_DATA  # noqa: E402
+from stream_monitor.explanations.assets import load_beside  # noqa: E402
 from stream_monitor.models.registry import load_classifier  # noqa: E402
 from stream_monitor.nero import NeroDetector  # noqa: E402
 from stream_monitor.pipeline.supervisor import Monitor  # noqa: E402
@@ -65,7 +67,11 @@ def backbone_runner(model: torch.nn.Module) -> tuple[Callable[[np.ndarray], obje
     weight, bias = model.head_arrays()
     detector = NeroDetector.load(ARGS.detector, weight=weight, bias=bias)
     options = EngineOptions(precision=ARGS.precision, threads=ARGS.threads, max_batch=max(ARGS.batches))
-    scorer = create_scorer(model, detector, ARGS.backend, options=options)
+    # the engine exactly as the live loader builds it (pipeline/inference.py load_scorer): with the detector
+    # artifact's explanation assets and served alert detector, when it has them
+    scorer = create_scorer(model, detector, ARGS.backend, options=options,
+                           explanation=load_beside(ARGS.detector, weight, bias),
+                           alert=load_alert_detector(ARGS.detector))
     return scorer.engine.run, f"{scorer.engine.describe()}: compiled graph alone", scorer.score_batch
 
 
