@@ -25,6 +25,7 @@ from ..errors import InputError
 from ..nero import NeroDetector
 from ..nero.functional import class_means, fit_pca, head_relevance, pca_transform
 from . import create_baseline
+from .block_stats import BlockStatsMahalanobis
 
 Factory = Callable[[], Any]
 
@@ -78,22 +79,33 @@ class ZScoreFusion:
         a, b = _stratified_halves(labels, self.seed)
         if min(len(a), len(b)) < 2:
             raise InputError("a fusion needs at least 4 train samples to standardise out of fold")
+        self.feature_dim_ = int(np.shape(weight)[1])
         self.mean_, self.std_, self.detectors_ = [], [], []
         for factory in self.components:
+            x = self._view(factory(), features)
             held_out = np.concatenate([
-                factory().fit(features[a], labels[a], weight, bias).score(features[b]),
-                factory().fit(features[b], labels[b], weight, bias).score(features[a]),
+                factory().fit(x[a], labels[a], weight, bias).score(x[b]),
+                factory().fit(x[b], labels[b], weight, bias).score(x[a]),
             ])
             std = float(np.std(held_out))
             self.mean_.append(float(np.mean(held_out)))
             self.std_.append(std if std > 0 else 1.0)
-            self.detectors_.append(factory().fit(features, labels, weight, bias))
+            self.detectors_.append(factory().fit(x, labels, weight, bias))
         return self
+
+    def _view(self, detector: Any, features: np.ndarray) -> np.ndarray:
+        """The columns `detector` reads: all of them if it uses block statistics, else the first D.
+        (Artifacts written before extended features lack feature_dim_: their inputs are D wide.)"""
+        dim = getattr(self, "feature_dim_", None)
+        if getattr(detector, "uses_block_stats", False) or dim is None:
+            return features
+        return features[:, :dim]
 
     def component_z(self, features: np.ndarray) -> np.ndarray:
         """(N, K) standardised component scores."""
-        return np.stack([(det.score(features) - m) / s for det, m, s in zip(self.detectors_, self.mean_, self.std_)],
-                        axis=1)
+        features = np.asarray(features, np.float64)
+        return np.stack([(det.score(self._view(det, features)) - m) / s
+                         for det, m, s in zip(self.detectors_, self.mean_, self.std_)], axis=1)
 
     def score(self, features: np.ndarray) -> np.ndarray:
         return self.component_z(features).sum(axis=1)
@@ -132,16 +144,23 @@ class WhitenedRelevanceDistance:
 def _part_factories() -> dict[str, Factory]:
     return {"nero-r": nero_residual, "neco": lambda: create_baseline("neco"), "knn": lambda: create_baseline("knn"),
             "residual": lambda: create_baseline("residual"), "rmds": lambda: create_baseline("rmds"),
-            "wrel": lambda: WhitenedRelevanceDistance(50)}
+            "wrel": lambda: WhitenedRelevanceDistance(50), "bstats": BlockStatsMahalanobis}
 
 
 FUSION_COMBOS: tuple[tuple[str, ...], ...] = (
     ("nero-r", "neco"), ("nero-r", "knn"), ("nero-r", "residual"), ("nero-r", "rmds"), ("nero-r", "neco", "knn"),
-    ("nero-r", "wrel"), ("neco", "knn"))
+    ("nero-r", "wrel"), ("neco", "knn"), ("neco", "bstats"), ("nero-r", "neco", "bstats"))
 """The z-score fusions evaluated (and servable): NERO's relevance residual with feature-space evidence,
-and one without NERO as a control."""
+controls without NERO, and the mid-level block statistics (`bstats`) beside NECO."""
 
 WHITENED_DISTANCE = "nero_whitened_distance"
+BLOCK_STATS = "block_stats_mahalanobis"
+"""The block-statistics Mahalanobis alone (baselines/block_stats.py)."""
+
+
+def needs_block_stats(name: str) -> bool:
+    """Whether the detector named `name` reads the extended features `[feature | block statistics]`."""
+    return name == BLOCK_STATS or "z(bstats)" in name
 
 
 def fusion_name(combo: Sequence[str]) -> str:
@@ -152,7 +171,8 @@ def fusion_name(combo: Sequence[str]) -> str:
 def fusion_factories() -> dict[str, Factory]:
     """Every fusion by its report name → a factory of a new, unfitted one."""
     parts = _part_factories()
-    out: dict[str, Factory] = {WHITENED_DISTANCE: lambda: WhitenedRelevanceDistance(50)}
+    out: dict[str, Factory] = {WHITENED_DISTANCE: lambda: WhitenedRelevanceDistance(50),
+                               BLOCK_STATS: BlockStatsMahalanobis}
     for combo in FUSION_COMBOS:
         out[fusion_name(combo)] = lambda c=combo: ZScoreFusion([parts[name] for name in c], c)
     return out

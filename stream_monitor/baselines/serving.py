@@ -31,10 +31,11 @@ import numpy as np
 from .. import artifact
 from ..calibration import Calibration, calibrate_threshold
 from ..errors import ArtifactError, InputError
+from ..models.block_stats import STATS_BLOCK
 from ..nero import NeroDetector
 from ..nero.functional import PCA
 from . import BASELINES, create_baseline
-from .fusion import fusion_factories
+from .fusion import fusion_factories, needs_block_stats
 
 __all__ = ["AlertDetector", "fit_alert_detector", "load_alert_detector", "save_with_alert_detector",
            "servable_detectors"]
@@ -73,8 +74,15 @@ class AlertDetector:
     def threshold(self) -> float:
         return self.calibration.threshold
 
+    @property
+    def needs_block_stats(self) -> bool:
+        """Whether `score` reads `[feature | block statistics]` (N, D + S) instead of the feature (N, D):
+        the engine then also returns block STATS_BLOCK's statistics (models/block_stats.py)."""
+        return needs_block_stats(self.name)
+
     def score(self, features: np.ndarray) -> np.ndarray:
-        """(N, D) pooled penultimate features → (N,) float64 scores, higher = more OOD."""
+        """(N, D) pooled penultimate features, or (N, D + S) extended ones where `needs_block_stats`
+        → (N,) float64 scores, higher = more OOD."""
         return np.asarray(self.detector.score(np.asarray(features, np.float64)), dtype=np.float64)
 
 
@@ -168,6 +176,8 @@ def save_with_alert_detector(path: str | os.PathLike, nero: NeroDetector, alert:
     arrays.update({_PREFIX + name: value for name, value in alert_arrays.items()})
     meta[_META_KEY] = {"name": alert.name, "options": alert.options, "state": state,
                        "calibration": alert.calibration.to_dict()}
+    if alert.needs_block_stats:  # which block's statistics it was fitted on: a later default must not mismatch
+        meta[_META_KEY]["stats_block"] = STATS_BLOCK
     return artifact.write_artifact(path, arrays, meta)
 
 
@@ -177,6 +187,10 @@ def load_alert_detector(path: str | os.PathLike) -> AlertDetector | None:
     if _META_KEY not in meta:
         return None
     spec = meta[_META_KEY]
+    if needs_block_stats(spec.get("name", "")) and spec.get("stats_block") != STATS_BLOCK:
+        raise ArtifactError(f"{path}: its alert detector was fitted on the statistics of block "
+                            f"{spec.get('stats_block')}, this version computes block {STATS_BLOCK}; re-fit it with "
+                            "`stream-monitor fit --alert-detector NAME`")
     stored = {name[len(_PREFIX):]: value for name, value in arrays.items() if name.startswith(_PREFIX)}
     try:
         detector = _new_detector(spec["name"], dict(spec.get("options", {})))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import bundled
+from ..baselines.fusion import needs_block_stats
 from ..baselines.serving import AlertDetector, fit_alert_detector, save_with_alert_detector, servable_detectors
 from ..data.features import extract_paths, model_fingerprint
 from ..errors import InputError
@@ -97,5 +98,8 @@ def fit_alert(inputs: EvaluationInputs, name: str, cache: Path | None, target_tp
     fingerprint = model_fingerprint(model)
     train = extract_paths(model, split.paths("train"), "ID train", cache, fingerprint)
     val = extract_paths(model, split.paths("val"), "ID val", cache, fingerprint)
+    if needs_block_stats(name):  # `[feature | block statistics]`: a clear error for models without them
+        return fit_alert_detector(name, train.extended(), split.labels("train"), *model.head_arrays(), val.extended(),
+                                  target_tpr)
     return fit_alert_detector(name, train.features, split.labels("train"), *model.head_arrays(), val.features,
                               target_tpr)

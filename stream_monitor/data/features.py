@@ -18,23 +18,34 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import InputError
 from ..models.base import ClassifierAdapter
+from ..models.block_stats import forward_with_stats, supports_block_stats
 from ..preprocess import INPUT_SIZE, preprocess_batch
 from .images import read_image
 
-CACHE_VERSION = 2  # 2: keyed by resolved path and content
+CACHE_VERSION = 3  # 2: keyed by resolved path and content; 3: block statistics stored beside the features
 
 
 @dataclass(frozen=True)
 class Extracted:
-    """features (N, D) float32 (the head's input), logits (N, C) float32, names (N,) of the inputs."""
+    """features (N, D) float32 (the head's input), logits (N, C) float32, names (N,) of the inputs, and
+    block_stats (N, S) float32 of models that support them (models/block_stats.py), else None."""
 
     features: np.ndarray
     logits: np.ndarray
     names: tuple[str, ...]
+    block_stats: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def extended(self) -> np.ndarray:
+        """(N, D + S) `[features | block statistics]`, what block-statistics detectors read."""
+        if self.block_stats is None:
+            raise InputError("this model gives no block statistics (only EfficientNet adapters do), so "
+                             "detectors that need them (z(bstats) fusions) cannot run on it")
+        return np.concatenate([self.features, self.block_stats], axis=1)
 
 
 def default_cache_dir() -> Path:
@@ -60,12 +71,20 @@ def extract(
     description: str = "features",
     progress: bool = True,
 ) -> Extracted:
-    """Features and logits of (name, BGR uint8 frame) pairs, in batches, with a progress bar."""
+    """Features and logits (and block statistics, where the model has them) of (name, BGR uint8 frame)
+    pairs, in batches, with a progress bar."""
     model.eval()
-    features, logits, names = [], [], []
+    with_stats = supports_block_stats(model)
+    features, logits, stats, names = [], [], [], []
     bar = tqdm(total=total, desc=description, unit="img", disable=not progress, leave=False)
     for batch_names, batch in _batches(frames, batch_size):
-        batch_logits, batch_features, _ = model(torch.from_numpy(preprocess_batch(batch)))
+        images = torch.from_numpy(preprocess_batch(batch))
+        if with_stats:  # the same forward pass; the logits are head(features), as the adapter's forward
+            batch_features, _, batch_stats = forward_with_stats(model, images)
+            batch_logits = model.head(batch_features)
+            stats.append(batch_stats.float().numpy())
+        else:
+            batch_logits, batch_features, _ = model(images)
         features.append(batch_features.float().numpy())
         logits.append(batch_logits.float().numpy())
         names.extend(batch_names)
@@ -73,7 +92,8 @@ def extract(
     bar.close()
     if not names:
         return Extracted(np.zeros((0, model.feature_dim), np.float32), np.zeros((0, model.num_classes), np.float32), ())
-    return Extracted(np.concatenate(features), np.concatenate(logits), tuple(names))
+    return Extracted(np.concatenate(features), np.concatenate(logits), tuple(names),
+                     np.concatenate(stats) if with_stats else None)
 
 
 def _batches(frames: Iterable[tuple[str, np.ndarray]], size: int) -> Iterator[tuple[list[str], list[np.ndarray]]]:
@@ -106,13 +126,15 @@ def extract_paths(
         if cache_file.is_file():
             with np.load(cache_file, allow_pickle=False) as cached:
                 # The names as this caller spelt the paths: the key is shared by every spelling.
-                return Extracted(cached["features"], cached["logits"], tuple(str(p) for p in paths))
+                stats = cached["block_stats"] if "block_stats" in cached.files else None
+                return Extracted(cached["features"], cached["logits"], tuple(str(p) for p in paths), stats)
     frames = ((str(path), read_image(path)) for path in paths)
     result = extract(model, frames, len(paths), batch_size, description, progress)
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(".tmp.npz")
-        np.savez(tmp, features=result.features, logits=result.logits, names=np.array(result.names))
+        extra = {} if result.block_stats is None else {"block_stats": result.block_stats}
+        np.savez(tmp, features=result.features, logits=result.logits, names=np.array(result.names), **extra)
         os.replace(tmp, cache_file)
     return result
 

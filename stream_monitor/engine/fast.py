@@ -28,6 +28,7 @@ from torch import Tensor
 from .. import kernels
 from ..kernels.cpu_pipeline import score_rows
 from ..models.base import ClassifierAdapter
+from ..models.block_stats import STATS_BLOCK
 from ..nero import NeroDetector
 from .alert import apply_alert
 from .backends import EngineBackend, EngineOptions, select_backend
@@ -100,7 +101,10 @@ class EngineScorer:
         """The served alert detector's score and flags on this batch's pooled features (engine/alert.py)."""
         if self.alert is None:
             return scored
-        return apply_alert(scored, out["features"].cpu().numpy(), self.alert)
+        features = out["features"].cpu().numpy()
+        if self.alert.needs_block_stats:  # `[feature | block statistics]` (baselines/block_stats.py)
+            features = np.concatenate([features, out["block_stats"].cpu().numpy()], axis=1)
+        return apply_alert(scored, features, self.alert)
 
     def finish(self, out: dict[str, Tensor], threshold: float) -> ScoredBatch:
         """Everything after the graph, on the graph's device: ρ, distance, score, flags, explanation,
@@ -237,7 +241,9 @@ def create_scorer(model: ClassifierAdapter, detector: NeroDetector, backend: str
     # ρ's k-smallest selection: in the graph on a GPU (topk is cheap there); on a CPU torch's topk costs
     # more than the backbone's last layer, so the Numba kernel does it after the graph.
     patch_blocks = explanation.patch.blocks if (explanation is not None and explanation.patch and heatmaps) else ()
-    fused = FusedNero(model, detector, project=True, rho=on_gpu, feature_map=heatmaps, patch_blocks=patch_blocks)
+    stats_block = STATS_BLOCK if (alert is not None and alert.needs_block_stats) else None
+    fused = FusedNero(model, detector, project=True, rho=on_gpu, feature_map=heatmaps, patch_blocks=patch_blocks,
+                      stats_block=stats_block)
     started = time.perf_counter()
     engine = cls(fused, options)
     scorer = EngineScorer(engine, detector, top_n=top_n, heatmaps=heatmaps, explanation=explanation, alert=alert)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from ..models.base import ClassifierAdapter
+from ..models.block_stats import block_statistics, forward_with_blocks, supports_block_stats
 from ..nero import NeroDetector
 
 __all__ = ["FusedNero", "NeroHead", "OUTPUT_NAMES"]
@@ -131,7 +132,8 @@ class FusedNero(nn.Module):
 
     def __init__(self, model: ClassifierAdapter, detector: NeroDetector, *, project: bool = True,
                  rho: bool = True, feature_map: bool = True, backbone_dtype: torch.dtype | None = None,
-                 autocast_dtype: torch.dtype | None = None, patch_blocks: tuple[int, ...] = ()) -> None:
+                 autocast_dtype: torch.dtype | None = None, patch_blocks: tuple[int, ...] = (),
+                 stats_block: int | None = None) -> None:
         super().__init__()
         weight, bias = model.head_arrays()
         detector.check_head(weight, bias)
@@ -150,30 +152,31 @@ class FusedNero(nn.Module):
         # The patch explanation map's descriptors (explanations/patch.py): these blocks' outputs, taken from
         # this same forward pass, so the map costs no second backbone run.
         self.patch_blocks = tuple(patch_blocks)
+        # The served alert detector's block statistics (models/block_stats.py), from the same pass too.
+        if stats_block is not None and not supports_block_stats(model):
+            raise InputError(f"the alert detector needs block statistics, which {model.arch} does not give "
+                             "(EfficientNet adapters only); serve another detector with this model")
+        self.stats_block = stats_block
 
     @property
     def output_names(self) -> tuple[str, ...]:
         head = self.head.output_names()
         names = head[:2] + ("features",) + head[2:]
         return (names + (("feature_map",) if self.with_feature_map else ())
-                + (("patch_features",) if self.patch_blocks else ()))
+                + (("patch_features",) if self.patch_blocks else ())
+                + (("block_stats",) if self.stats_block is not None else ()))
 
-    def _backbone(self, images: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        if not self.patch_blocks:
-            return (*self.model.forward_features(images), None)
-        from ..explanations.patch import forward_with_blocks, patch_descriptors
-
-        features, feature_map, kept = forward_with_blocks(self.model, images, self.patch_blocks)
-        return features, feature_map, patch_descriptors(kept)
+    def _backbone(self, images: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+        return backbone_outputs(self.model, images, self.patch_blocks, self.stats_block)
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         if self.backbone_dtype is not None:
             images = images.to(self.backbone_dtype)
         if self.autocast_dtype is not None:
             with torch.autocast(images.device.type, dtype=self.autocast_dtype):
-                features, feature_map, patches = self._backbone(images)
+                features, feature_map, patches, stats = self._backbone(images)
         else:
-            features, feature_map, patches = self._backbone(images)
+            features, feature_map, patches, stats = self._backbone(images)
         features = features.float()
         head = self.head(features)
         out = head[:2] + (features,) + head[2:]
@@ -181,8 +184,26 @@ class FusedNero(nn.Module):
             out = out + (feature_map.float(),)
         if patches is not None:
             out = out + (patches.float(),)
+        if stats is not None:
+            out = out + (stats.float(),)
         return out
 
     def named_outputs(self, outputs: tuple[Tensor, ...]) -> dict[str, Tensor]:
         """Pair a forward's (or a compiled copy's) outputs with their names."""
         return dict(zip(self.output_names, outputs, strict=True))
+
+
+def backbone_outputs(model: ClassifierAdapter, images: Tensor, patch_blocks: tuple[int, ...] = (),
+                     stats_block: int | None = None) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+    """(features, feature map, patch descriptors or None, block statistics or None) from one backbone pass:
+    the blocks the patch map and the alert detector read are taken on the way (no hooks, no second run)."""
+    if not patch_blocks and stats_block is None:
+        return (*model.forward_features(images), None, None)
+    from ..explanations.patch import patch_descriptors
+
+    wanted = tuple(sorted(set(patch_blocks) | ({stats_block} if stats_block is not None else set())))
+    features, feature_map, kept = forward_with_blocks(model, images, wanted)
+    by_block = dict(zip(wanted, kept))
+    patches = patch_descriptors([by_block[b] for b in sorted(set(patch_blocks))]) if patch_blocks else None
+    stats = block_statistics(by_block[stats_block]) if stats_block is not None else None
+    return features, feature_map, patches, stats

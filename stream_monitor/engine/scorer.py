@@ -6,11 +6,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..models.base import ClassifierAdapter
+from ..models.block_stats import STATS_BLOCK, supports_block_stats
 from ..nero import NeroDetector
 from ..nero.heatmap import deviation_heatmap
 from .alert import apply_alert
 from .contract import ScoredBatch
+from .fused import backbone_outputs
 
 
 class Scorer:
@@ -28,6 +31,9 @@ class Scorer:
         self.heatmaps = heatmaps
         self.explanation = explanation  # explanations.assets.ExplanationAssets: the validated map and neuron drivers
         self.alert = alert  # baselines.serving.AlertDetector: what raises the alert when not NERO (engine/alert.py)
+        if alert is not None and alert.needs_block_stats and not supports_block_stats(model):
+            raise InputError(f"the alert detector {alert.name!r} needs block statistics, which {model.arch} does "
+                             "not give (EfficientNet adapters only); serve another detector with this model")
 
     @property
     def threshold(self) -> float:
@@ -36,15 +42,10 @@ class Scorer:
     @torch.inference_mode()
     def score_batch(self, images: np.ndarray) -> ScoredBatch:
         """images: (B, 3, 224, 224) float32, ImageNet-normalised (see `stream_monitor.preprocess`)."""
-        descriptors = None
-        if self.explanation is not None and self.explanation.patch is not None:
-            from ..explanations.patch import forward_with_blocks, patch_descriptors
-
-            features, feature_map, kept = forward_with_blocks(self.model, torch.from_numpy(images),
-                                                              self.explanation.patch.blocks)
-            descriptors = patch_descriptors(kept)
-        else:
-            _, features, feature_map = self.model(torch.from_numpy(images))
+        patch_blocks = self.explanation.patch.blocks if (self.explanation is not None and self.explanation.patch) else ()
+        stats_block = STATS_BLOCK if (self.alert is not None and self.alert.needs_block_stats) else None
+        features, feature_map, descriptors, stats = backbone_outputs(self.model, torch.from_numpy(images),
+                                                                      patch_blocks, stats_block)
         exp = self.detector.explain(features.double().numpy(), top_n=self.top_n)
         parts = exp.parts
         heat = None
@@ -68,4 +69,7 @@ class Scorer:
 
             scored = refine_batch(self.explanation, scored, images, parts.relevance, features.double().numpy(),
                                   descriptors if self.heatmaps else None, self.detector, self.top_n)
-        return scored if self.alert is None else apply_alert(scored, features.double().numpy(), self.alert)
+        if self.alert is None:
+            return scored
+        alert_input = features if stats is None else torch.cat([features, stats], dim=1)
+        return apply_alert(scored, alert_input.double().numpy(), self.alert)

@@ -26,7 +26,10 @@ SELECTION_RULE = (
 
 @dataclass(frozen=True)
 class BenchmarkData:
-    """Feature arrays of one model. features (N, D) float, labels (N,) int, head weight (C, D), bias (C,)."""
+    """Feature arrays of one model. features (N, D) float, labels (N,) int, head weight (C, D), bias (C,).
+
+    `extended`, where the model gives block statistics, holds the same sets as `[feature | statistics]`
+    (N, D + S) under the keys "train", "val", "id_test", "ood_test:NAME", "ood_val:NAME"."""
 
     train_features: np.ndarray
     train_labels: np.ndarray
@@ -36,6 +39,18 @@ class BenchmarkData:
     id_test_features: np.ndarray
     ood_test: dict[str, np.ndarray]
     ood_val: dict[str, np.ndarray] = field(default_factory=dict)
+    extended: dict[str, np.ndarray] | None = None
+
+    def for_method(self, method: Method) -> "BenchmarkData":
+        """The arrays `method` reads: these, or the extended ones for block-statistics detectors."""
+        if not method.block_stats:
+            return self
+        if self.extended is None:
+            raise ValueError(f"{method.name} needs block statistics, which this model does not give")
+        ext = self.extended
+        return BenchmarkData(ext["train"], self.train_labels, self.weight, self.bias, ext["val"], ext["id_test"],
+                             {n: ext[f"ood_test:{n}"] for n in self.ood_test},
+                             {n: ext[f"ood_val:{n}"] for n in self.ood_val})
 
 
 @dataclass
@@ -56,6 +71,7 @@ class MethodResult:
 def run_method(method: Method, data: BenchmarkData) -> MethodResult:
     """Fit on ID train, score everything; warnings raised while fitting become the result's note."""
     start = time.perf_counter()
+    data = data.for_method(method)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         detector = method.build().fit(data.train_features, data.train_labels, data.weight, data.bias)
@@ -79,7 +95,9 @@ def run_method(method: Method, data: BenchmarkData) -> MethodResult:
 
 
 def run_methods(methods: list[Method], data: BenchmarkData, description: str = "methods") -> list[MethodResult]:
-    return [run_method(m, data) for m in tqdm(methods, desc=description, leave=False)]
+    """Every method that can run on `data` (block-statistics detectors only where the model gives them)."""
+    runnable = [m for m in methods if not m.block_stats or data.extended is not None]
+    return [run_method(m, data) for m in tqdm(runnable, desc=description, leave=False)]
 
 
 def result_from_scores(name: str, family: str, id_scores: np.ndarray, ood_scores: dict[str, np.ndarray],

@@ -53,11 +53,19 @@ def build_data(inputs: EvaluationInputs, cache_dir: Path | None) -> tuple[Benchm
         id_test = extract_paths(model, split.paths("test"), "ID test", cache_dir, fingerprint)
     else:
         id_test = extract_source(model, inputs.id_test, cache_dir, fingerprint)
-    ood = {s.name: extract_source(model, s, cache_dir, fingerprint).features for s in inputs.ood_sources}
-    ood_val = {n: extract_paths(model, p, f"OOD val {n}", cache_dir, fingerprint).features for n, p in inputs.ood_validation.items()}
+    ood_sets = {s.name: extract_source(model, s, cache_dir, fingerprint) for s in inputs.ood_sources}
+    ood_val_sets = {n: extract_paths(model, p, f"OOD val {n}", cache_dir, fingerprint)
+                    for n, p in inputs.ood_validation.items()}
+    ood = {n: e.features for n, e in ood_sets.items()}
+    ood_val = {n: e.features for n, e in ood_val_sets.items()}
     weight, bias = model.head_arrays()
+    extended = None
+    if sets["train"].block_stats is not None:  # the model gives block statistics (EfficientNet adapters)
+        extended = {"train": sets["train"].extended(), "val": sets["val"].extended(), "id_test": id_test.extended(),
+                    **{f"ood_test:{n}": e.extended() for n, e in ood_sets.items()},
+                    **{f"ood_val:{n}": e.extended() for n, e in ood_val_sets.items()}}
     data = BenchmarkData(sets["train"].features, split.labels("train"), weight, bias, sets["val"].features,
-                         id_test.features, ood, ood_val)
+                         id_test.features, ood, ood_val, extended)
     sizes = {"train": len(sets["train"]), "val": len(sets["val"]), "id_test": len(id_test),
              "ood_test": {k: len(v) for k, v in ood.items()}, "ood_validation": {k: len(v) for k, v in ood_val.items()}}
     id_acc = float(np.mean(id_test.logits.argmax(1) == split.labels("test"))) if inputs.id_test is None else None

@@ -36,6 +36,7 @@ class Method:
     family: str
     build: Callable[[], Any]
     options: dict[str, Any] = field(default_factory=dict)
+    block_stats: bool = False  # reads `[feature | block statistics]` (baselines/block_stats.py)
 
 
 def nero_method(name: str, **options: Any) -> Method:
@@ -57,13 +58,22 @@ def headline_methods(fusions: bool = True) -> list[Method]:
 def fusion_methods() -> list[Method]:
     """NERO's relevance residual (the shipped default's score) z-fused with feature-space evidence, NERO's
     relevance distance in a whitened space, and one fusion without NERO as a control (see fusion.py)."""
-    from ..baselines.fusion import FUSION_COMBOS, WHITENED_DISTANCE, fusion_factories, fusion_name
+    from ..baselines.fusion import (
+        BLOCK_STATS,
+        FUSION_COMBOS,
+        WHITENED_DISTANCE,
+        fusion_factories,
+        fusion_name,
+        needs_block_stats,
+    )
 
     factories = fusion_factories()
-    methods = [Method(WHITENED_DISTANCE, "fusion", factories[WHITENED_DISTANCE], {"components": 50})]
+    methods = [Method(WHITENED_DISTANCE, "fusion", factories[WHITENED_DISTANCE], {"components": 50}),
+               Method(BLOCK_STATS, "baseline", factories[BLOCK_STATS], {"block": "blocks.5"}, block_stats=True)]
     for combo in FUSION_COMBOS:
         name = fusion_name(combo)
-        methods.append(Method(name, "fusion", factories[name], {"components": list(combo)}))
+        methods.append(Method(name, "fusion", factories[name], {"components": list(combo)},
+                              block_stats=needs_block_stats(name)))
     return methods
 
 

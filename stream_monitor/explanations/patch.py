@@ -31,6 +31,7 @@ from torch import Tensor
 
 from .. import artifact
 from ..errors import ArtifactError, InputError
+from ..models.block_stats import forward_with_blocks
 from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
 from ..site.patch_memory import PatchFeatureExtractor, PatchMemory, valid_region
 
@@ -73,20 +74,6 @@ def patch_descriptors(block_outputs: list[Tensor]) -> Tensor:
     maps = [m if m.shape[-2:] == size else TF.interpolate(m, size=size, mode="bilinear", align_corners=False)
             for m in maps]
     return torch.cat(maps, dim=1)
-
-
-def forward_with_blocks(adapter, images: Tensor, blocks: tuple[int, ...]) -> tuple[Tensor, Tensor, list[Tensor]]:
-    """A timm EfficientNet adapter's `forward_features` that also returns the named blocks' outputs:
-    (features (B, D), feature map (B, D, h, w), [block outputs]) — one forward pass, no hooks."""
-    net = adapter.backbone
-    x = net.bn1(net.conv_stem(images))
-    kept = []
-    for index, block in enumerate(net.blocks):
-        x = block(x)
-        if index in blocks:
-            kept.append(x)
-    feature_map = net.bn2(net.conv_head(x))
-    return net.forward_head(feature_map, pre_logits=True), feature_map, kept
 
 
 def denormalize(images: np.ndarray) -> np.ndarray:

@@ -74,13 +74,15 @@ def auroc_ood_positive() -> Callable[[np.ndarray, np.ndarray], float]:
 
 @pytest.fixture(scope="session")
 def real(shared_data) -> dict[str, np.ndarray]:
-    """Bundled-model features: 30 ID train images (10 per class), 8 ID test, 8 HyperKvasir polyps."""
+    """Bundled-model features: 30 ID train images (10 per class), 8 ID test, 8 HyperKvasir polyps; "*_ext"
+    the same rows as `[feature | block statistics]` for block-statistics detectors."""
     import torch
 
     from stream_monitor import bundled
     from stream_monitor.data.images import list_images, read_image
     from stream_monitor.data.split import load_split
     from stream_monitor.evaluation.datasets import DEFAULT_SPLIT
+    from stream_monitor.models.block_stats import forward_with_stats
     from stream_monitor.models.registry import load_classifier
     from stream_monitor.preprocess import preprocess_batch
 
@@ -92,11 +94,15 @@ def real(shared_data) -> dict[str, np.ndarray]:
     ood_paths = list_images(shared_data / "hyperkvasir-lgi" / "polyp")[:8]
     torch.set_num_threads(1)
 
-    def features(paths) -> np.ndarray:
+    def extended(paths) -> np.ndarray:
+        """`[feature | block statistics]` (models/block_stats.py) from one pass of the real model."""
         with torch.inference_mode():
-            return model(torch.from_numpy(preprocess_batch([read_image(p) for p in paths])))[1].double().numpy()
+            features, _, stats = forward_with_stats(model, torch.from_numpy(preprocess_batch([read_image(p) for p in paths])))
+        return torch.cat([features, stats], dim=1).double().numpy()
 
     weight, bias = model.head_arrays()
-    test = np.vstack([features(split.paths("test")[:8]), features(ood_paths)])
-    return {"train": features(train_paths), "labels": labels[train_idx], "weight": np.asarray(weight, np.float64),
-            "bias": np.asarray(bias, np.float64), "test": test}
+    d = model.feature_dim
+    train_ext = extended(train_paths)
+    test_ext = np.vstack([extended(split.paths("test")[:8]), extended(ood_paths)])
+    return {"train": train_ext[:, :d], "labels": labels[train_idx], "weight": np.asarray(weight, np.float64),
+            "bias": np.asarray(bias, np.float64), "test": test_ext[:, :d], "train_ext": train_ext, "test_ext": test_ext}

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from stream_monitor import artifact
+from stream_monitor.baselines.fusion import needs_block_stats
 from stream_monitor.baselines.serving import (
     fit_alert_detector,
     load_alert_detector,
@@ -38,11 +39,14 @@ def test_every_method_of_the_evaluation_table_is_servable() -> None:
 
 @pytest.mark.parametrize("name", servable_detectors())
 def test_a_stored_detector_scores_exactly_as_the_fitted_one(name, real, nero, tmp_path) -> None:
-    fitted = fit_alert_detector(name, real["train"], real["labels"], real["weight"], real["bias"], real["test"][:8])
+    ext = "_ext" if needs_block_stats(name) else ""  # block-statistics detectors read [feature | statistics]
+    train, test = real["train" + ext], real["test" + ext]
+    fitted = fit_alert_detector(name, train, real["labels"], real["weight"], real["bias"], test[:8])
+    assert fitted.needs_block_stats == bool(ext)
     path = save_with_alert_detector(tmp_path / "served.npz", nero, fitted)
     loaded = load_alert_detector(path)
     assert loaded is not None and loaded.name == name
-    np.testing.assert_array_equal(loaded.score(real["test"]), fitted.score(real["test"]))
+    np.testing.assert_array_equal(loaded.score(test), fitted.score(test))
     assert loaded.threshold == fitted.threshold == fitted.calibration.threshold
     # the file is still a NERO artifact for every other tool, with NERO's own threshold
     again = NeroDetector.load(path, real["weight"], real["bias"])
@@ -93,3 +97,22 @@ def test_an_unknown_detector_name_is_refused_when_loading(real, nero, tmp_path) 
 def test_fitting_an_unknown_detector_lists_the_servable_ones(real) -> None:
     with pytest.raises(InputError, match="servable: .*neco"):
         fit_alert_detector("nope", real["train"], real["labels"], real["weight"], real["bias"], real["test"])
+
+
+def test_a_block_statistics_detector_fitted_on_another_block_is_refused(real, nero, tmp_path) -> None:
+    """The artifact records which block's statistics the detector learnt; another block would score garbage."""
+    name = "fusion z(neco)+z(bstats)"
+    fitted = fit_alert_detector(name, real["train_ext"], real["labels"], real["weight"], real["bias"], real["test_ext"][:8])
+    path = save_with_alert_detector(tmp_path / "served.npz", nero, fitted)
+    arrays, meta = artifact.read_artifact(path)
+    meta["alert_detector"]["stats_block"] = 3
+    artifact.write_artifact(path, arrays, meta)
+    with pytest.raises(ArtifactError, match="statistics of block 3"):
+        load_alert_detector(path)
+
+
+def test_a_block_statistics_detector_refuses_plain_features(real) -> None:
+    fitted = fit_alert_detector("fusion z(neco)+z(bstats)", real["train_ext"], real["labels"], real["weight"],
+                                real["bias"], real["test_ext"][:8])
+    with pytest.raises(InputError, match="block statistics"):
+        fitted.score(real["test"])

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from stream_monitor.engine import EngineOptions, Scorer, ScoredBatch, create_scorer
+from stream_monitor.engine import EngineOptions, ScoredBatch, Scorer, create_scorer
 from stream_monitor.errors import NotFittedError
 
 from .conftest import Setup, make_setup

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..fused import FusedNero
+from ..fused import FusedNero, backbone_outputs
 from .base import EngineBackend, EngineOptions
 from .torch_cpu import resolve_cpu_precision
 
@@ -29,25 +29,21 @@ __all__ = ["OpenVinoBackend"]
 
 
 class _Backbone(nn.Module):
-    """The adapter's `forward_features` as a module with plain tensor outputs, for conversion."""
+    """The adapter's backbone outputs (features, then the map, patch descriptors, block statistics where
+    the fused module has them) as a module with plain tensor outputs, for conversion."""
 
     def __init__(self, fused: FusedNero) -> None:
         super().__init__()
         self.model = fused.model
         self.with_map = fused.with_feature_map
         self.patch_blocks = fused.patch_blocks
+        self.stats_block = fused.stats_block
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
-        if not self.patch_blocks:
-            features, feature_map = self.model.forward_features(images)
-            return (features, feature_map) if self.with_map else (features,)
-        from ...explanations.patch import (  # the patch map's descriptors
-            forward_with_blocks,
-            patch_descriptors,
-        )
-
-        features, feature_map, kept = forward_with_blocks(self.model, images, self.patch_blocks)
-        return ((features, feature_map) if self.with_map else (features,)) + (patch_descriptors(kept),)
+        features, feature_map, patches, stats = backbone_outputs(self.model, images, self.patch_blocks,
+                                                                 self.stats_block)
+        out = (features, feature_map) if self.with_map else (features,)
+        return out + tuple(t for t in (patches, stats) if t is not None)
 
 
 class OpenVinoBackend(EngineBackend):
@@ -114,11 +110,8 @@ class OpenVinoBackend(EngineBackend):
         features = outputs[0]
         head = self.fused.head(features)
         out = head[:2] + (features,) + head[2:]
-        if self.fused.with_feature_map:
-            out = out + (outputs[1],)
-        if self.fused.patch_blocks:
-            out = out + (outputs[-1],)
-        return self.fused.named_outputs(out)
+        # The converted outputs keep _Backbone's order: features, [map], [patch descriptors], [statistics].
+        return self.fused.named_outputs(out + tuple(outputs[1:]))
 
     def describe(self) -> str:
         return f"{super().describe()}, OpenVINO {self.version.split('-')[0]}, {self.threads} threads"
