@@ -35,6 +35,7 @@ from stream_monitor.data.split import load_split  # noqa: E402
 from stream_monitor.evaluation.benign_changes import CHANGES  # noqa: E402
 from stream_monitor.evaluation.datasets import DEFAULT_SPLIT  # noqa: E402
 from stream_monitor.evaluation.methods import headline_methods  # noqa: E402
+from stream_monitor.models.block_stats import forward_with_stats, supports_block_stats  # noqa: E402
 from stream_monitor.models.registry import load_classifier  # noqa: E402
 from stream_monitor.nero import NeroDetector  # noqa: E402
 from stream_monitor.preprocess import preprocess_batch  # noqa: E402
@@ -44,15 +45,22 @@ GOAL = 0.07
 
 @torch.inference_mode()
 def changed_features(model, paths: list[Path], change: str, cache: Path, batch: int = 24) -> np.ndarray:
-    """(N, D) float32 features of the ID test images after `change` and the live path, cached."""
-    file = cache / f"{change_slug(change)}.npy"
+    """(N, D) float32 features of the ID test images after `change` and the live path, cached; (N, D + S)
+    `[features | block statistics]` for models that give them (block-statistics detectors read those)."""
+    with_stats = supports_block_stats(model)
+    file = cache / f"{change_slug(change)}{'-ext' if with_stats else ''}.npy"
     if file.is_file():
         return np.load(file)
     out = []
     for start in range(0, len(paths), batch):
         frames = CHANGES[change]([read_image(p) for p in paths[start:start + batch]])
         masked = [ScopeMasker("auto").apply(f) for f in frames]
-        out.append(model(torch.from_numpy(preprocess_batch(masked)))[1].float().numpy())
+        images = torch.from_numpy(preprocess_batch(masked))
+        if with_stats:
+            features, _, stats = forward_with_stats(model, images)
+            out.append(torch.cat([features, stats], dim=1).float().numpy())
+        else:
+            out.append(model(images)[1].float().numpy())
     features = np.concatenate(out)
     cache.mkdir(parents=True, exist_ok=True)
     np.save(file, features)
@@ -84,26 +92,36 @@ def main() -> None:
     split = load_split(DEFAULT_SPLIT)
     fingerprint = model_fingerprint(model)
     cache = args.cache / fingerprint[:16]
-    train = extract_paths(model, split.paths("train"), "ID train", default_cache_dir(), fingerprint).features
-    val = extract_paths(model, split.paths("val"), "ID val", default_cache_dir(), fingerprint).features
+    train_set = extract_paths(model, split.paths("train"), "ID train", default_cache_dir(), fingerprint)
+    val_set = extract_paths(model, split.paths("val"), "ID val", default_cache_dir(), fingerprint)
+    with_stats = train_set.block_stats is not None
+    train_ext = train_set.extended() if with_stats else train_set.features
+    val_ext = val_set.extended() if with_stats else val_set.features
     test_paths = split.paths("test")
-    changed = {c: changed_features(model, test_paths, c, cache) for c in CHANGES}
+    changed_ext = {c: changed_features(model, test_paths, c, cache) for c in CHANGES}
+    d = model.feature_dim
+    changed = {c: f[:, :d] for c, f in changed_ext.items()}
     weight, bias = model.head_arrays()
 
     shipped = NeroDetector.load(args.detector, weight=weight, bias=bias)
     served = load_alert_detector(args.detector)  # what raises the shipped alert, when not NERO itself
     if served is not None:
         rows = {f"shipped default ({served.name}, {args.detector.name})": alert_rates(
-            {c: served.score(f) for c, f in changed.items()}, served.threshold),
+            {c: served.score(f if served.needs_block_stats else f[:, :d]) for c, f in changed_ext.items()},
+            served.threshold),
             f"shipped NERO residual of {args.detector.name} (explains)": alert_rates(
             {c: shipped.score(f) for c, f in changed.items()}, shipped.threshold)}
     else:
         rows = {f"shipped default ({args.detector.name})": alert_rates(
             {c: shipped.score(f) for c, f in changed.items()}, shipped.threshold)}
     for method in headline_methods():
+        if method.block_stats and not with_stats:
+            continue
+        train, val, sets = (train_ext, val_ext, changed_ext) if method.block_stats else \
+            (train_set.features, val_set.features, changed)
         det = method.build().fit(train, split.labels("train"), weight, bias)
         threshold = calibrate_threshold(det.score(val), 0.95).threshold
-        rows[method.name] = alert_rates({c: det.score(f) for c, f in changed.items()}, threshold)
+        rows[method.name] = alert_rates({c: det.score(f) for c, f in sets.items()}, threshold)
 
     payload = {"model": str(args.model), "detector": str(args.detector), "n_id_test": len(test_paths),
                "goal_max_false_alert_rate": GOAL, "changes": list(CHANGES), "false_alert_rate": rows,

@@ -194,13 +194,14 @@ def run(args: argparse.Namespace) -> int:
     if alert is not None and not args.site_model:
         # the served detector raises the alert: its threshold moves to the site's held-back footage too
         # (it is not refitted on the site's frames, whatever the NERO procedure)
-        site_alert = dataclasses.replace(alert, calibration=calibrate_threshold(alert.score(features[mask]),
+        alert_input = footage.alert_input(alert.needs_block_stats)[mask]
+        site_alert = dataclasses.replace(alert, calibration=calibrate_threshold(alert.score(alert_input),
                                                                                args.target_tpr))
         save_with_alert_detector(args.out, site_det, site_alert)
         summary["alert_detector"] = {
             "name": alert.name, "threshold_before": alert.threshold, "threshold_after": site_alert.threshold,
-            "held_back_over_threshold_before": float(np.mean(alert.score(features[mask]) > alert.threshold))}
-        summary["held_back_over_threshold_after"] = float(np.mean(alert.score(features[mask]) > site_alert.threshold))
+            "held_back_over_threshold_before": float(np.mean(alert.score(alert_input) > alert.threshold))}
+        summary["held_back_over_threshold_after"] = float(np.mean(alert.score(alert_input) > site_alert.threshold))
     elif not args.site_model:
         site_det.save(args.out)
     else:

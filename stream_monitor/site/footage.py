@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from ..capture.scope_mask import ScopeMasker
 from ..errors import InputError
 from ..models.base import ClassifierAdapter
+from ..models.block_stats import forward_with_stats, supports_block_stats
 from ..preprocess import normalize_uint8, to_model_rgb
 from .patch_memory import PatchFeatureExtractor, scored_cells
 
@@ -26,12 +27,22 @@ __all__ = ["FootageArrays", "analyse_footage", "block_groups"]
 
 @dataclass(frozen=True)
 class FootageArrays:
-    """names (N,), features (N, D) float32 (classifier), maps (N, C, h, w) float32 and valid (N, h, w)."""
+    """names (N,), features (N, D) float32 (classifier), maps (N, C, h, w) float32 and valid (N, h, w);
+    block_stats (N, S) float32 where the classifier gives them (models/block_stats.py), else None."""
 
     names: tuple[str, ...]
     features: np.ndarray
     maps: np.ndarray
     valid: np.ndarray
+    block_stats: np.ndarray | None = None
+
+    def alert_input(self, needs_block_stats: bool) -> np.ndarray:
+        """What a served alert detector reads: the features, or `[features | block statistics]`."""
+        if not needs_block_stats:
+            return self.features
+        if self.block_stats is None:
+            raise InputError("the served alert detector needs block statistics, which this classifier does not give")
+        return np.concatenate([self.features, self.block_stats], axis=1)
 
 
 def _batches(frames: Iterable[tuple[str, np.ndarray]], size: int) -> Iterator[tuple[list[str], np.ndarray]]:
@@ -54,11 +65,16 @@ def analyse_footage(frames: Iterable[tuple[str, np.ndarray]], model: ClassifierA
     """Features, patch maps and valid regions (patch_memory.scored_cells with `specular_cover`) of
     (name, BGR frame) pairs (see the module docstring)."""
     names: list[str] = []
-    features, maps, valid = [], [], []
+    features, maps, valid, stats = [], [], [], []
+    with_stats = supports_block_stats(model)
     bar = tqdm(total=total, desc="site footage", unit="frame", disable=not progress)
     for batch_names, rgb in _batches(frames, batch_size):
         images = torch.from_numpy(normalize_uint8(rgb))
-        pooled, _ = model.forward_features(images)
+        if with_stats:  # the served alert detector may read them; same pass, same pooled features
+            pooled, _, block_stats = forward_with_stats(model, images)
+            stats.append(block_stats.float().numpy())
+        else:
+            pooled, _ = model.forward_features(images)
         patch = extractor(images)
         features.append(pooled.float().numpy())
         maps.append(patch.numpy())
@@ -68,7 +84,8 @@ def analyse_footage(frames: Iterable[tuple[str, np.ndarray]], model: ClassifierA
     bar.close()
     if not names:
         raise InputError("the enrollment footage holds no frames")
-    return FootageArrays(tuple(names), np.concatenate(features), np.concatenate(maps), np.concatenate(valid))
+    return FootageArrays(tuple(names), np.concatenate(features), np.concatenate(maps), np.concatenate(valid),
+                         np.concatenate(stats) if with_stats else None)
 
 
 def block_groups(n_frames: int, blocks: int = 5) -> np.ndarray:
