@@ -69,3 +69,24 @@ def test_a_cache_hit_under_another_spelling_skips_the_model_and_names_the_caller
     assert model.calls == calls  # served from the cache
     np.testing.assert_array_equal(first.features, second.features)
     assert second.names == tuple(str(p) for p in dotted)
+
+
+def test_block_statistics_are_cached_beside_the_features(tmp_path, images):
+    """An EfficientNet extraction stores its block statistics; a second read returns them unchanged, and
+    a model without them (the counting model) gets None, never another model's statistics."""
+    from stream_monitor.data.images import read_image
+    from stream_monitor.models import create_model
+    from stream_monitor.models.block_stats import forward_with_stats
+    from stream_monitor.preprocess import preprocess_batch
+
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", 3, pretrained=False).eval()
+    first = extract_paths(model, images, "x", tmp_path, progress=False)
+    again = extract_paths(model, images, "x", tmp_path, progress=False)
+    with torch.inference_mode():
+        features, _, stats = forward_with_stats(model, torch.from_numpy(preprocess_batch([read_image(p) for p in images])))
+    np.testing.assert_array_equal(first.block_stats, stats.numpy())
+    np.testing.assert_array_equal(again.block_stats, first.block_stats)
+    np.testing.assert_array_equal(again.extended(), np.hstack([features.numpy(), stats.numpy()]))
+    plain = extract_paths(_CountingModel(), images, "x", tmp_path, fingerprint="counting", progress=False)
+    assert plain.block_stats is None
