@@ -7,22 +7,25 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 import torch
 
+from stream_monitor.baselines.fusion import needs_block_stats
 from stream_monitor.baselines.serving import fit_alert_detector, save_with_alert_detector
 from stream_monitor.config import MonitorConfig
 from stream_monitor.data.images import read_image
 from stream_monitor.data.split import load_split
 from stream_monitor.evaluation.datasets import DEFAULT_SPLIT
+from stream_monitor.models.block_stats import forward_with_stats
 from stream_monitor.models.registry import load_classifier
 from stream_monitor.nero import NeroDetector
 from stream_monitor.preprocess import preprocess_batch
 from tests.pipeline.replay import replay
 
-NAME = "fusion z(nero-r)+z(neco)"
+NAMES = ("fusion z(nero-r)+z(neco)", "fusion z(neco)+z(bstats)")  # on the feature; on [feature | block statistics]
 
 
-def _served_artifact(live_model, path):
+def _served_artifact(live_model, path, name):
     """The live model's NERO detector plus the fusion fitted on the same 30 ID train images and calibrated
     on 40 ID validation images."""
     model, _ = load_classifier(live_model.checkpoint)
@@ -31,19 +34,21 @@ def _served_artifact(live_model, path):
 
     def features(paths):
         with torch.inference_mode():
-            return model(torch.from_numpy(preprocess_batch([read_image(p) for p in paths])))[1].double().numpy()
+            pooled, _, stats = forward_with_stats(model, torch.from_numpy(preprocess_batch([read_image(p) for p in paths])))
+        return (torch.cat([pooled, stats], dim=1) if needs_block_stats(name) else pooled).double().numpy()
 
     weight, bias = model.head_arrays()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        alert = fit_alert_detector(NAME, features(split.paths("train")[::9][:30]), split.labels("train")[::9][:30],
+        alert = fit_alert_detector(name, features(split.paths("train")[::9][:30]), split.labels("train")[::9][:30],
                                    weight, bias, features(split.paths("val")[::2][:40]))
     save_with_alert_detector(path, NeroDetector.load(live_model.detector), alert)
     return alert
 
 
-def test_run_alerts_on_the_served_detector_and_nero_still_explains(tmp_path, live_model, e2e_clip):
-    alert = _served_artifact(live_model, tmp_path / "served.npz")
+@pytest.mark.parametrize("name", NAMES)
+def test_run_alerts_on_the_served_detector_and_nero_still_explains(name, tmp_path, live_model, e2e_clip):
+    alert = _served_artifact(live_model, tmp_path / "served.npz", name)
     assert alert.threshold != live_model.threshold
     config = MonitorConfig.model_validate({
         "instance": f"s{tmp_path.name[-12:].replace('_', '')}",
@@ -63,9 +68,9 @@ def test_run_alerts_on_the_served_detector_and_nero_still_explains(tmp_path, liv
     for r in results:
         evidence = r["evidence"]
         assert r["threshold"] == alert.threshold  # the served detector's calibrated threshold, not NERO's
-        assert evidence["detector"] == NAME and evidence["detector_score"] == r["score"]
+        assert evidence["detector"] == name and evidence["detector_score"] == r["score"]
         assert r["over_threshold"] == (r["smoothed_score"] > alert.threshold)
-        assert evidence["fired"] == ([NAME] if r["score"] > alert.threshold else [])
+        assert evidence["fired"] == ([name] if r["score"] > alert.threshold else [])
         assert evidence["nero_score"] is not None and evidence["nero_score"] != r["score"]
         assert len(r["top_neurons"]["ids"]) > 0 and r["heatmap"] is not None  # NERO's explanation
     # the fusion separates the clip's picked ID and OOD segments too (NERO picked them)
