@@ -45,9 +45,11 @@ def model_and_features(site_folder):
     # the folder's frames in enrollment order (site.footage), then resized
     masker = ScopeMasker(mode="auto")
     cropped = [(str(p), masker.apply(read_image(p))) for p in list_images(site_folder, recursive=True)]
-    all_feats = extract(model, iter(cropped), progress=False).features
+    extracted = extract(model, iter(cropped), progress=False)
     recording = np.array([Path(name).parent.name for name, _ in cropped])
-    feats = {name: all_feats[recording == name] for name in USED}
+    feats = {name: extracted.features[recording == name] for name in USED}
+    # `[features | block statistics]`, what a served block-statistics alert detector reads
+    feats.update({f"{name}+stats": extracted.extended()[recording == name] for name in USED})
     return model, feats
 
 
@@ -97,6 +99,8 @@ def test_enroll_writes_a_loadable_site_detector_that_stops_flagging_the_sites_no
     served, enrolled = load_alert_detector(bundled.DETECTOR), load_alert_detector(out)
     assert (served is None) == (enrolled is None)
     if served is not None:
+        if served.needs_block_stats:
+            held, fitted = feats["seq05_neg+stats"], np.concatenate([feats["seq03_neg+stats"], feats["seq13_neg+stats"]])
         assert enrolled.name == served.name and summary["alert_detector"]["name"] == served.name
         np.testing.assert_array_equal(enrolled.score(fitted), served.score(fitted))  # not refitted
         assert np.mean(served.score(held) > served.threshold) > 0.5
