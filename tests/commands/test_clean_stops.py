@@ -29,6 +29,7 @@ import pytest
 
 from stream_monitor.pipeline.audit_chain import verify_chain
 from stream_monitor.transport.collector import ResultCollector
+from tests.commands.processes import default_sigint
 from tests.commands.processes import group_alive as _group_alive
 
 CLI = [sys.executable, "-m", "stream_monitor.cli"]
@@ -76,7 +77,8 @@ def _get(url: str) -> tuple[int, dict] | None:
 
 def _start(config: Path) -> subprocess.Popen:
     return subprocess.Popen([*CLI, "run", "--config", str(config), "--no-reload"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=default_sigint)
 
 
 def _finish(monitor: subprocess.Popen) -> tuple[str, str]:

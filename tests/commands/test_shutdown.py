@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from stream_monitor.pipeline.audit import read_audit_log
+from tests.commands.processes import default_sigint
 from tests.commands.processes import group_alive as _group_alive
 
 from .test_clean_stops import assert_clean_log
@@ -64,7 +65,8 @@ metrics: {{port: {port}}}
 audit: {{path: {audit}}}
 """)
     monitor = subprocess.Popen([*CLI, "run", "--config", str(config), "--no-reload"], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                               preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 120
         while not (_ready(f"http://127.0.0.1:{port}/readyz") and audit.exists()

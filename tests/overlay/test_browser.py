@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from stream_monitor import bundled
+from tests.commands.processes import default_sigint
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -45,7 +46,8 @@ def served_demo(tmp_path_factory, live_model):
         # the shipped detector: its explanation artifact beside it gives the overlay the thumbnail panel
         [sys.executable, "-m", "stream_monitor.cli", "demo", "--serve", f"127.0.0.1:{port}", "--out", str(out),
          "--model", str(live_model.checkpoint), "--detector", str(bundled.DETECTOR),
-         "--id-images", "4", "--ood-images", "4"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+         "--id-images", "4", "--ood-images", "4"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=default_sigint)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
     while _fetch(url + "snapshot.jpg") is None:
