@@ -19,6 +19,7 @@ features of the same model. Features per change are cached (`--cache`), so re-ru
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -91,10 +92,12 @@ def main() -> None:
     model, meta = load_classifier(args.model)
     split = model_split(args.split, args.split_seed, meta)
     fingerprint = model_fingerprint(model)
-    cache = args.cache / fingerprint[:16]
     train = extract_paths(model, split.paths("train"), "ID train", default_cache_dir(), fingerprint).features
     val = extract_paths(model, split.paths("val"), "ID val", default_cache_dir(), fingerprint).features
     test_paths = split.paths("test")
+    # Keyed by model and by the test frames: each split seed has its own ID test part.
+    frames_key = hashlib.sha1("\n".join(map(str, test_paths)).encode()).hexdigest()[:12]
+    cache = args.cache / fingerprint[:16] / f"test-{frames_key}"
     changed = {c: changed_features(model, test_paths, c, cache) for c in CHANGES}
     weight, bias = model.head_arrays()
 
