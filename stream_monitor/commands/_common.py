@@ -8,7 +8,7 @@ from pathlib import Path
 from .. import bundled
 from ..data.features import default_cache_dir
 from ..data.folders import split_from_options
-from ..data.split import Split, load_split
+from ..data.split import Split, load_split, resplit
 from ..evaluation.datasets import DEFAULT_SPLIT
 from ..models.base import ClassifierAdapter
 from ..models.registry import ARCH_HELP, load_model_file, sha256_file
@@ -45,7 +45,10 @@ def add_own_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--id-val", type=Path, help="ID validation images with the same class folders (threshold)")
     group.add_argument("--id-dir", type=Path, help="one folder of class sub-folders, split per class into "
                        "train / val / test (50/20/30 %%) by --split-seed")
-    group.add_argument("--split-seed", type=int, default=None, help="seed of the --id-dir split (default 0)")
+    group.add_argument("--split-seed", type=int, default=None,
+                       help="seed of the --id-dir split (default 0); with a split file: re-split its classes with "
+                       "this seed, as train --split-seed does (a classifier trained on seed S is fitted and "
+                       "evaluated on seed S's split, never on another one that holds its training images)")
     group.add_argument("--split-out", type=Path, help="where the split built from these folders is written for the "
                        "record (default: beside --out, <out>.split.json or <out>/split.json)")
 
@@ -73,7 +76,9 @@ def load_split_arg(args: argparse.Namespace) -> Split:
     if record is not None:
         print(f"split of your folders (checked, with sha1 of every image) written to {record}")
         return load_split(record)
-    return load_split(args.split, args.data_root)
+    split = load_split(args.split, args.data_root)
+    seed = getattr(args, "split_seed", None)
+    return resplit(split, seed) if seed is not None and seed != split.seed else split
 
 
 def cache_dir(args: argparse.Namespace) -> Path | None:

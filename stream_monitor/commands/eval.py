@@ -21,6 +21,7 @@ from ..errors import InputError
 from ..evaluation.datasets import Source, external_sources, ood_validation_split, parse_named_source, source_from_path
 from ..evaluation.dev_benchmark import EvaluationInputs, evaluate_all
 from ..evaluation.seeds import evaluate_seeds
+from ..training.augment import RECIPES
 from ._common import add_model_arguments, add_split_arguments, cache_dir, load_model, load_split_arg
 
 
@@ -43,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", help="comma-separated split seeds: train one classifier per seed and report mean ± std")
     parser.add_argument("--epochs", type=int, default=20, help="training epochs per seed (with --seeds)")
     parser.add_argument("--work-dir", type=Path, default=Path("runs/seeds"), help="where per-seed classifiers go")
+    parser.add_argument("--augment", default="paper", choices=RECIPES,
+                        help="training augmentation recipe per seed (with --seeds; as train --augment). A checkpoint "
+                        "already in --work-dir is reused only if its sidecar records the same recipe and epochs")
 
 
 def ood_sources(args: argparse.Namespace, split) -> tuple[list[Source], dict[str, list[Path]]]:
@@ -76,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         seeds = [int(s) for s in args.seeds.split(",")]
         report = evaluate_seeds(split, seeds, args.epochs, args.work_dir, args.out, cache_dir(args), args.dev_benchmark,
                                 [parse_named_source(t, args.stride) for t in args.ood], odin=not args.no_odin,
-                                adascale=args.adascale)
+                                adascale=args.adascale, augment=args.augment)
     else:
         model, model_sha = load_model(args)
         inputs = EvaluationInputs(model, split, sources, validation, id_test, model_sha, _display(args.model))

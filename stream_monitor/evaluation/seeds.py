@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..data.split import Split, resplit
+from ..errors import InputError
 from ..models.registry import load_classifier, sha256_file
 from ..training.train import train_classifier
 from . import report as rep
@@ -30,12 +31,28 @@ def seed_sources(split: Split, dev_benchmark: bool, extra: list[Source]) -> tupl
     return hk + [pooled] + external_sources() + extra, validation
 
 
-def _training_complete(weights: Path) -> bool:
-    """A checkpoint is reused only if its sidecar says the run finished (an interrupted run leaves one too)."""
+def recorded_recipe(sidecar: dict[str, Any]) -> dict[str, Any]:
+    """The training recipe a classifier sidecar records. The trainer writes `augment_recipe` only for
+    recipes other than the paper's (older sidecars predate the option), so its absence means "paper"."""
+    return {"augment": sidecar.get("augment_recipe", "paper"), "epochs": sidecar.get("epochs"),
+            "seed": sidecar.get("seed"), "split_seed": sidecar.get("split_seed")}
+
+
+def reusable_checkpoint(weights: Path, recipe: dict[str, Any]) -> bool:
+    """True when `weights` is a finished run of exactly `recipe`; False when there is nothing finished to
+    reuse (no sidecar, or an interrupted run). A finished run of another recipe is an error: silently
+    retraining over it would destroy it, reusing it would mix recipes in one mean."""
     try:
-        return json.loads(weights.with_suffix(".json").read_text()).get("status") == "complete"
+        sidecar = json.loads(weights.with_suffix(".json").read_text())
     except (OSError, ValueError):
         return False
+    if sidecar.get("status") != "complete":
+        return False
+    found = recorded_recipe(sidecar)
+    if found != recipe:
+        raise InputError(f"{weights} was trained with {found}, this evaluation asks for {recipe}; "
+                         "use another --work-dir (or remove the checkpoint and its .json sidecar)")
+    return True
 
 
 def _finished_report(folder: Path, model_sha256: str, ood_sets: list[str]) -> dict[str, Any] | None:
@@ -50,14 +67,19 @@ def _finished_report(folder: Path, model_sha256: str, ood_sets: list[str]) -> di
 
 
 def evaluate_seeds(split: Split, seeds: list[int], epochs: int, work_dir: Path, out_dir: Path, cache_dir: Path | None,
-                   dev_benchmark: bool, extra: list[Source], odin: bool = True, adascale: bool = False) -> dict[str, Any]:
-    """Train (or reuse) one classifier per seed, evaluate each into out_dir/seed-N, aggregate."""
+                   dev_benchmark: bool, extra: list[Source], odin: bool = True, adascale: bool = False,
+                   augment: str = "paper") -> dict[str, Any]:
+    """Train (or reuse) one classifier per seed with the `augment` recipe, evaluate each into out_dir/seed-N,
+    aggregate. Seed S trains with split seed S and training seed S, stopping once validation accuracy is
+    1.0 (the checkpoint the full run would keep), as `train --split-seed S --seed S --stop-when-final`."""
     tables, per_seed, validations = [], {}, []
     for seed in seeds:
         seed_split = split if seed == split.seed else resplit(split, seed)
         weights = work_dir / f"efficientnet_lite0_seed{seed}_e{epochs}.pt"
-        if not _training_complete(weights):
-            train_classifier(seed_split, weights, epochs=epochs, seed=seed, split_seed=None)
+        recipe = {"augment": augment, "epochs": epochs, "seed": seed, "split_seed": seed_split.seed}
+        if not reusable_checkpoint(weights, recipe):
+            train_classifier(seed_split, weights, epochs=epochs, seed=seed, split_seed=None, augment=augment,
+                             stop_when_final=True)
         model, meta = load_classifier(weights)
         sources, validation = seed_sources(seed_split, dev_benchmark, extra)
         report = _finished_report(out_dir / f"seed-{seed}", sha256_file(weights), [s.name for s in sources])
@@ -73,7 +95,7 @@ def evaluate_seeds(split: Split, seeds: list[int], epochs: int, work_dir: Path, 
                           "selected": report.get("selection", {}).get("options")}
     aggregated = rep.aggregate_seeds(tables)
     selection = select_over_seeds(validations, set(aggregated))
-    summary = {"meta": {"seeds": seeds, "epochs": epochs, "per_seed": per_seed}, "selection": selection,
+    summary = {"meta": {"seeds": seeds, "epochs": epochs, "augment": augment, "per_seed": per_seed}, "selection": selection,
                "results": aggregated}
     out_dir.mkdir(parents=True, exist_ok=True)
     rep.write_json(out_dir / "report.json", summary)
@@ -82,7 +104,7 @@ def evaluate_seeds(split: Split, seeds: list[int], epochs: int, work_dir: Path, 
     text = [
         f"# OOD evaluation over {len(seeds)} split seeds ({', '.join(map(str, seeds))})",
         "",
-        f"One EfficientNet-Lite0 trained per seed ({epochs} epochs, paper recipe). Cells: AUROC / FPR95 in %, "
+        f"One EfficientNet-Lite0 trained per seed ({epochs} epochs, augmentation recipe `{augment}`). Cells: AUROC / FPR95 in %, "
         "mean ± std over seeds; `nero_default` is the configuration each seed selected on its own validation data.",
         "",
         rep.summary_markdown(aggregated, highlight={"nero_default", "nero_parity"}),

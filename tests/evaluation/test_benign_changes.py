@@ -83,3 +83,33 @@ def test_every_change_has_its_own_feature_cache_file() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert len({module.change_slug(c) for c in CHANGES}) == len(CHANGES)
+
+
+def _benign_change_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "benign_change.py"
+    spec = importlib.util.spec_from_file_location("benign_change", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmark_measures_a_seed_model_on_its_own_split_and_refuses_another() -> None:
+    """A classifier trained on split seed 3 is benchmarked on seed 3's ID test frames; the committed
+    seed-0 split holds some of its training images, so using it is an error, not a silent leak."""
+    from stream_monitor.data.split import load_split, resplit
+    from stream_monitor.errors import InputError
+    from stream_monitor.evaluation.datasets import DEFAULT_SPLIT
+
+    module = _benign_change_module()
+    committed = load_split(DEFAULT_SPLIT)
+    split = module.model_split(DEFAULT_SPLIT, 3, {"split_seed": 3})
+    assert split.seed == 3 and split.paths("test") == resplit(committed, 3).paths("test")
+    assert set(split.paths("test")) & set(committed.paths("train"))  # why it matters: the splits differ
+    assert module.model_split(DEFAULT_SPLIT, None, {"split_seed": committed.seed}).paths("test") == committed.paths("test")
+    with pytest.raises(InputError, match="--split-seed 3"):
+        module.model_split(DEFAULT_SPLIT, None, {"split_seed": 3})
+    with pytest.raises(InputError, match="split seed 0"):
+        module.model_split(DEFAULT_SPLIT, 2, {"split_seed": 0})
