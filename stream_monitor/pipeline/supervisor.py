@@ -57,10 +57,10 @@ def _check_shm_space(needed: int, folder: str = "/dev/shm") -> None:
             f"(docker run --shm-size=256m, or an emptyDir with medium: Memory on Kubernetes)")
 
 
-def _startup_failure(info_queue: queue.Queue) -> str | None:
-    """The inference process's start-up error, if it sent one (after its endpoints)."""
+def _startup_failure(info_queue: queue.Queue, wait_s: float = 0.0) -> str | None:
+    """The inference process's start-up error, if it sent one (after its endpoints); waits up to wait_s."""
     try:
-        return info_queue.get_nowait().get("error")
+        return (info_queue.get(timeout=wait_s) if wait_s > 0 else info_queue.get_nowait()).get("error")
     except queue.Empty:
         return None
 
@@ -144,6 +144,10 @@ class Monitor:
             if failure:
                 raise StartupError(f"cannot start the monitor: {failure}")
             if not self.inference.is_alive():
+                # its last message can land between the check above and its exit: read it once more
+                failure = _startup_failure(info_queue, wait_s=1.0)
+                if failure:
+                    raise StartupError(f"cannot start the monitor: {failure}")
                 raise StreamMonitorError(f"the inference process exited during start-up (exit code "
                                          f"{self.inference.exitcode}); see the log above")
             if time.monotonic() > deadline:
@@ -161,8 +165,11 @@ class Monitor:
                 if self._should_stop():
                     raise StartupCancelled("stopped during start-up") from None
                 if not self.inference.is_alive():
-                    raise StreamMonitorError(f"the inference process exited during start-up (exit code "
-                                             f"{self.inference.exitcode}); see the log above") from None
+                    try:  # it may have sent its start-up error just before exiting, after our last read
+                        return info_queue.get(timeout=1.0)
+                    except queue.Empty:
+                        raise StreamMonitorError(f"the inference process exited during start-up (exit code "
+                                                 f"{self.inference.exitcode}); see the log above") from None
                 if time.monotonic() > deadline:
                     raise StreamMonitorError("the inference process did not bind its sockets in time") from None
 

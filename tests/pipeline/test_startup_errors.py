@@ -132,3 +132,43 @@ def test_run_exits_non_zero_with_the_field_for_a_bad_config_or_a_taken_port(tmp_
     done = subprocess.run([*CLI, "run", "--config", str(good)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     assert f"metrics.port: cannot listen on 127.0.0.1:{held_port}" in done.stderr
+
+
+class _LateQueue:
+    """An info queue whose message arrives only after the first read timed out — as when the inference
+    process sends its start-up error and exits between the supervisor's read and its liveness check."""
+
+    def __init__(self, message: dict) -> None:
+        self.message, self.reads = message, 0
+
+    def get(self, timeout: float | None = None) -> dict:
+        import queue
+
+        self.reads += 1
+        if self.reads == 1:
+            raise queue.Empty
+        return self.message
+
+    def get_nowait(self) -> dict:
+        return self.get()
+
+
+class _Exited:
+    exitcode = 1
+
+    @staticmethod
+    def is_alive() -> bool:
+        return False
+
+
+def test_an_error_sent_just_before_the_inference_process_exits_is_reported_as_the_startup_error() -> None:
+    """Not as "the inference process exited": the message names the field and says what to do (a race
+    a loaded CI machine hit in tests/transport/test_curve.py)."""
+    monitor = Monitor.__new__(Monitor)  # only what _await_info reads
+    monitor.inference, monitor._should_stop = _Exited(), lambda: False
+    error = {"error": "transport.curve.server_secret_key: /k does not exist (make one with `stream-monitor keys`)"}
+    assert monitor._await_info(_LateQueue(error), timeout_s=5.0) == error
+    assert supervisor._startup_failure(_LateQueue(error), wait_s=1.0) is None  # first read empty, no second read
+    late = _LateQueue(error)
+    late.reads = 1
+    assert supervisor._startup_failure(late, wait_s=1.0) == error["error"]
