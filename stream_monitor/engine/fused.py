@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from ..models.base import ClassifierAdapter
-from ..models.block_stats import block_statistics, forward_with_blocks, supports_block_stats
+from ..models.block_stats import block_statistics, forward_with_blocks, require_block_stats
 from ..nero import NeroDetector
 
 __all__ = ["FusedNero", "NeroHead", "OUTPUT_NAMES"]
@@ -153,9 +153,8 @@ class FusedNero(nn.Module):
         # this same forward pass, so the map costs no second backbone run.
         self.patch_blocks = tuple(patch_blocks)
         # The served alert detector's block statistics (models/block_stats.py), from the same pass too.
-        if stats_block is not None and not supports_block_stats(model):
-            raise InputError(f"the alert detector needs block statistics, which {model.arch} does not give "
-                             "(EfficientNet adapters only); serve another detector with this model")
+        if stats_block is not None:
+            require_block_stats(model)
         self.stats_block = stats_block
 
     @property

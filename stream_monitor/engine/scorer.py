@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import InputError
 from ..models.base import ClassifierAdapter
-from ..models.block_stats import STATS_BLOCK, supports_block_stats
+from ..models.block_stats import STATS_BLOCK, require_block_stats
 from ..nero import NeroDetector
 from ..nero.heatmap import deviation_heatmap
 from .alert import apply_alert
@@ -31,9 +30,8 @@ class Scorer:
         self.heatmaps = heatmaps
         self.explanation = explanation  # explanations.assets.ExplanationAssets: the validated map and neuron drivers
         self.alert = alert  # baselines.serving.AlertDetector: what raises the alert when not NERO (engine/alert.py)
-        if alert is not None and alert.needs_block_stats and not supports_block_stats(model):
-            raise InputError(f"the alert detector {alert.name!r} needs block statistics, which {model.arch} does "
-                             "not give (EfficientNet adapters only); serve another detector with this model")
+        if alert is not None and alert.needs_block_stats:
+            require_block_stats(model, f"the alert detector {alert.name!r}")
 
     @property
     def threshold(self) -> float:

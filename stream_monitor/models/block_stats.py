@@ -5,7 +5,7 @@ the colour and texture that tells, say, impacted stool from a poorly prepared bu
 per-channel spatial mean and standard deviation of a mid-level block keep it (the "style" statistics of
 Gatys / Huang & Belongie, used for OOD by Lee et al. 2018 and Sastry & Oore 2020). Measured over five
 split seeds, a Mahalanobis distance on block 5's statistics fused with NECO leads every method on the
-validation OOD split (docs/results/dev-benchmark-seeds-e20-bstats).
+validation OOD split (docs/results/dev-benchmark-seeds-e20; the block: docs/results/block-stats-sweep).
 
     stats(x) = [ mean_hw(B(x)) | std_hw(B(x)) ]      (2 · C_B,)  population std over the h × w grid
 
@@ -19,17 +19,27 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["STATS_BLOCK", "block_statistics", "forward_with_blocks", "forward_with_stats", "supports_block_stats"]
+from ..errors import InputError
+
+__all__ = ["STATS_BLOCK", "block_statistics", "forward_with_blocks", "forward_with_stats", "require_block_stats",
+           "supports_block_stats"]
 
 STATS_BLOCK = 5
 """EfficientNet-Lite0's sixth stage (192 channels at 7 × 7): the block chosen on validation data over
-seeds (the study in docs/results/dev-benchmark-seeds-e20-bstats/README.md)."""
+seeds (docs/results/block-stats-sweep, validation numbers only)."""
 
 
 def supports_block_stats(model) -> bool:  # type: ignore[no-untyped-def]
     """Whether `model` (a ClassifierAdapter) is a timm EfficientNet whose blocks `forward_with_blocks` runs."""
     net = getattr(model, "backbone", None)
     return all(hasattr(net, name) for name in ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "forward_head"))
+
+
+def require_block_stats(model, detector: str = "the served alert detector") -> None:  # type: ignore[no-untyped-def]
+    """Refuse, with the reason, to serve `detector` (which reads block statistics) with a model without them."""
+    if not supports_block_stats(model):
+        raise InputError(f"{detector} needs block statistics, which {model.arch} does not "
+                         "give (EfficientNet adapters only); serve another detector with this model")
 
 
 def forward_with_blocks(adapter, images: Tensor, blocks: tuple[int, ...]) -> tuple[Tensor, Tensor, list[Tensor]]:

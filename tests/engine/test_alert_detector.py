@@ -96,29 +96,26 @@ def test_the_result_message_says_which_detector_raised_the_alert(served) -> None
 
 
 # ------------------------------------------------------------------ detectors that read block statistics
+def _extended(model, images: np.ndarray) -> np.ndarray:
+    """`[feature | block statistics]` of `images`, float64, from one pass of the reference model."""
+    from stream_monitor.models.block_stats import forward_with_stats
+
+    with torch.inference_mode():
+        features, _, stats = forward_with_stats(model, torch.from_numpy(images))
+    return torch.cat([features, stats], dim=1).double().numpy()
+
+
 @pytest.fixture(scope="module")
 def served_bstats() -> tuple[Setup, object]:
     """An EfficientNet-Lite0 (random weights, 64 px) and z(neco)+z(bstats) fitted on its own extended
     features `[feature | block statistics]` of 60 training images."""
-    from stream_monitor.models.block_stats import forward_with_stats
-
     setup = make_setup("efficientnet_lite0")
     model, images, _ = _model_and_features("efficientnet_lite0", 108)
-    with torch.inference_mode():
-        features, _, stats = forward_with_stats(model, torch.from_numpy(images))
-    extended = torch.cat([features, stats], dim=1).double().numpy()
+    extended = _extended(model, images)
     weight, bias = model.head_arrays()
     alert = fit_alert_detector("fusion z(neco)+z(bstats)", extended[:60], np.arange(60) % 3, weight, bias,
                                extended[60:100])
     return setup, alert
-
-
-def _extended(setup: Setup) -> np.ndarray:
-    from stream_monitor.models.block_stats import forward_with_stats
-
-    with torch.inference_mode():
-        features, _, stats = forward_with_stats(setup.model, torch.from_numpy(setup.images))
-    return torch.cat([features, stats], dim=1).double().numpy()
 
 
 def test_the_reference_scorer_serves_a_block_statistics_detector_exactly(served_bstats) -> None:
@@ -126,7 +123,7 @@ def test_the_reference_scorer_serves_a_block_statistics_detector_exactly(served_
     assert alert.needs_block_stats
     plain = Scorer(setup.model, setup.detector).score_batch(setup.images)
     scored = Scorer(setup.model, setup.detector, alert=alert).score_batch(setup.images)
-    np.testing.assert_array_equal(scored.score, alert.score(_extended(setup)))
+    np.testing.assert_array_equal(scored.score, alert.score(_extended(setup.model, setup.images)))
     np.testing.assert_array_equal(scored.nero_score, plain.score)
     np.testing.assert_array_equal(scored.top_neurons, plain.top_neurons)
 
@@ -140,7 +137,7 @@ def test_the_fast_engine_computes_the_statistics_in_its_own_pass(served_bstats, 
     fast = create_scorer(setup.model, setup.detector, backend, options=EngineOptions(image_size=(64, 64), precision="fp32"),
                          alert=alert)
     out = fast.engine.run(setup.images)
-    np.testing.assert_allclose(out["block_stats"].numpy(), _extended(setup)[:, setup.model.feature_dim:], rtol=1e-4,
+    np.testing.assert_allclose(out["block_stats"].numpy(), _extended(setup.model, setup.images)[:, setup.model.feature_dim:], rtol=1e-4,
                                atol=1e-5)
     scored = fast.score_batch(setup.images)
     own = np.concatenate([out["features"].numpy(), out["block_stats"].numpy()], axis=1)
