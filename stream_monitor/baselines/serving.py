@@ -85,6 +85,16 @@ class AlertDetector:
         → (N,) float64 scores, higher = more OOD."""
         return np.asarray(self.detector.score(np.asarray(features, np.float64)), dtype=np.float64)
 
+    def score_with_parts(self, features: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """`score(features)` and what it is made of: for a z-score fusion, each component's standardised
+        score by component name (they sum to the score exactly); for any other detector, no parts."""
+        features = np.asarray(features, np.float64)
+        component_z = getattr(self.detector, "component_z", None)
+        if component_z is None:
+            return self.score(features), {}
+        z = component_z(features)
+        return z.sum(axis=1), {name: z[:, k] for k, name in enumerate(self.detector.names)}
+
 
 def fit_alert_detector(name: str, train_features: np.ndarray, train_labels: np.ndarray, weight: np.ndarray,
                        bias: np.ndarray, validation_features: np.ndarray, target_tpr: float = 0.95,

@@ -21,15 +21,18 @@ __all__ = ["AlertScoredBatch", "apply_alert"]
 @dataclasses.dataclass(frozen=True)
 class AlertScoredBatch(ScoredBatch):
     """ScoredBatch whose `score` is the alert detector's (flag when > its threshold), plus NERO's own
-    score `nero_score` (B,) float64 and the alert detector's name."""
+    score `nero_score` (B,) float64, the alert detector's name and, for a z-score fusion, its components'
+    standardised scores `components` (name → (B,) float64; they sum to `score`)."""
 
     nero_score: np.ndarray
     detector: str
+    components: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def evidence_message(self, i: int) -> dict:
         """The result message's optional `evidence` map for frame i (docs/message-schema.md)."""
         fired = [self.detector] if bool(self.over_threshold[i]) else []
         return {"fired": fired, "detector": self.detector, "detector_score": _number(self.score[i]),
+                "components": {name: _number(z[i]) for name, z in self.components.items()},
                 "nero_score": _number(self.nero_score[i]), "site_score": None, "p_site": None, "p_nero": None}
 
 
@@ -38,13 +41,18 @@ def apply_alert(scored: ScoredBatch, features: np.ndarray, alert) -> AlertScored
     features = np.asarray(features, np.float64)
     valid = np.isfinite(features).all(axis=1) & np.isfinite(scored.score)
     score = np.full(len(features), np.nan)
+    components: dict[str, np.ndarray] = {}
     if valid.any():
-        score[valid] = alert.score(features[valid])
+        score[valid], valid_parts = alert.score_with_parts(features[valid])
+        for name, z in valid_parts.items():
+            components[name] = np.full(len(features), np.nan)
+            components[name][valid] = z
     with np.errstate(invalid="ignore"):
         over = np.where(np.isfinite(score), score > alert.threshold, False)
     base = {f.name: getattr(scored, f.name) for f in dataclasses.fields(ScoredBatch)}
     base.update(score=score, over_threshold=over)
-    return AlertScoredBatch(**base, nero_score=np.asarray(scored.score, np.float64), detector=alert.name)
+    return AlertScoredBatch(**base, nero_score=np.asarray(scored.score, np.float64), detector=alert.name,
+                            components=components)
 
 
 def _number(value: float) -> float | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["draw_explanation_neurons", "score_terms_line"]
+__all__ = ["alert_terms_line", "draw_explanation_neurons", "score_terms_line"]
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _WHITE, _GREY = (255, 255, 255), (170, 170, 170)
@@ -25,6 +25,17 @@ def score_terms_line(parts: dict, score_terms: tuple[str, ...]) -> str:
     shown = {"distance": f"distance {parts['distance']:.4g}", "bias": f"bias {parts['bias_term']:.3g}",
              "rho": f"rho {parts['rho']:.3f}", "residual": "x residual"}
     return "   ".join(shown[t] for t in score_terms if t in shown)
+
+
+def alert_terms_line(evidence: dict) -> str:
+    """The parts line when a served detector raises the alert (its score is not NERO's, so NERO's parts
+    would name what the gauge is not made of): a fusion's standardised components, which sum to the score,
+    e.g. "score = neco +0.41  bstats +2.1"; a single detector has no parts to show."""
+    components = evidence.get("components") or {}
+    if not components:
+        return f"score = {evidence.get('detector', 'served detector')}"
+    terms = "  ".join(f"{name} {value:+.2g}" if value is not None else f"{name} n/a" for name, value in components.items())
+    return f"score = {terms}"
 
 
 def draw_explanation_neurons(panel: np.ndarray, y: int, neurons: dict, atlas, bottom: int) -> int:

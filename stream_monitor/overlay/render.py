@@ -16,9 +16,9 @@ import numpy as np
 from ..transport.messages import decode_heatmap
 from .drift_badge import draw_drift_badge
 from .evidence_label import evidence_label
-from .explanation_panel import draw_explanation_neurons, score_terms_line
+from .explanation_panel import alert_terms_line, draw_explanation_neurons, score_terms_line
 
-__all__ = ["ViewerStatus", "render_overlay"]
+__all__ = ["ViewerStatus", "parts_line", "render_overlay"]
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _RED, _AMBER, _GREEN = (40, 40, 220), (0, 170, 255), (60, 170, 60)
@@ -100,12 +100,7 @@ def _panel(height: int, result: dict, status: ViewerStatus, explanation=None) ->
     y += 26
     _text(panel, _score_title(result.get("evidence")), (14, y), 0.5, _WHITE)
     y = _gauge(panel, y + 10, result)
-    parts = result["parts"]
-    if explanation is not None:  # name only what the score is made of (explanations.assets.ExplanationAssets)
-        _text(panel, score_terms_line(parts, explanation.score_terms), (14, y), 0.4, _GREY)
-    else:
-        _text(panel, f"distance {parts['distance']:.4g}   bias {parts['bias_term']:.3g}   rho {parts['rho']:.3f}",
-              (14, y), 0.4, _GREY)
+    _text(panel, parts_line(result, explanation), (14, y), 0.4, _GREY)
     y += 28
     neurons = result["top_neurons"]
     if explanation is not None:
@@ -149,6 +144,16 @@ def render_overlay(frame: np.ndarray, result: dict, status: ViewerStatus = Viewe
     """
     left = _frame_part(frame, result, height, heatmap)
     return np.concatenate([left, _panel(height, result, status, explanation)], axis=1)
+
+
+def parts_line(result: dict, explanation=None) -> str:
+    """The line under the gauge: what the gauge's score is made of, and nothing else."""
+    parts, evidence = result["parts"], result.get("evidence") or {}
+    if evidence.get("detector"):  # a served detector's score: its own parts, not NERO's
+        return alert_terms_line(evidence)
+    if explanation is not None:  # explanations.assets.ExplanationAssets knows NERO's score terms
+        return score_terms_line(parts, explanation.score_terms)
+    return f"distance {parts['distance']:.4g}   bias {parts['bias_term']:.3g}   rho {parts['rho']:.3f}"
 
 
 def _score_title(evidence: dict | None) -> str:

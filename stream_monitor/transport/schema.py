@@ -146,6 +146,10 @@ def _check_result(message: dict) -> None:
             raise SchemaError("result: field 'evidence' is not a map")
         _check(message["evidence"], EVIDENCE_FIELDS, "result.evidence")
         _items(message["evidence"]["fired"], (str,), "result.evidence.fired")
+        components = message["evidence"].get("components", {})  # optional: a served fusion's parts
+        if not isinstance(components, dict) or not all(isinstance(k, str) for k in components):
+            raise SchemaError("result.evidence.components: must map component names to numbers")
+        _items(list(components.values()), _OPT_NUM, "result.evidence.components")
     if "flags" in message:  # optional: the reasons a frame's score is not trusted (NaN / inf)
         if not isinstance(message["flags"], list):
             raise SchemaError(f"result: field 'flags' is {type(message['flags']).__name__}, expected list")

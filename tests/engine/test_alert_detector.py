@@ -155,3 +155,50 @@ def test_a_model_without_block_statistics_cannot_serve_such_a_detector(served_bs
         create_scorer(resnet.model, resnet.detector, "torch-cpu", options=EngineOptions(image_size=(64, 64)), alert=alert)
     with pytest.raises(InputError, match="block statistics"):
         Scorer(resnet.model, resnet.detector, alert=alert)
+
+
+# ------------------------------------------------------------------ what a served fusion is made of
+@pytest.fixture(scope="module")
+def bundled_served() -> tuple:
+    """The bundled model, NERO and its served alert (z(neco)+z(bstats)), and 8 real frames: 4 ID test images,
+    4 HyperKvasir polyps."""
+    import cv2
+
+    from stream_monitor import bundled
+    from stream_monitor.baselines.serving import load_alert_detector
+    from stream_monitor.data.split import load_split
+    from stream_monitor.evaluation.datasets import DEFAULT_SPLIT
+    from stream_monitor.models.registry import load_classifier
+    from stream_monitor.nero import NeroDetector
+    from stream_monitor.preprocess import normalize_uint8, to_model_rgb
+
+    split = load_split(DEFAULT_SPLIT)
+    polyps = [p for p in split.paths("ood") if p.parent.name == "polyp"]
+    paths = split.paths("test")[::40][:4] + polyps[::50][:4]
+    model, _ = load_classifier(bundled.MODEL)
+    weight, bias = model.head_arrays()
+    detector = NeroDetector.load(bundled.DETECTOR, weight=weight, bias=bias)
+    alert = load_alert_detector(bundled.DETECTOR)
+    images = normalize_uint8(np.stack([to_model_rgb(cv2.imread(str(p))) for p in paths]))
+    return model, detector, alert, images
+
+
+def test_a_served_fusions_components_sum_to_its_score_on_real_frames(bundled_served) -> None:
+    """The result's evidence and the alert's audit record carry each fused component's standardised
+    score; they are the fusion's own parts (they sum to the alert score), so the overlay can say which
+    evidence drove an alert."""
+    from stream_monitor.explanations.record import alert_explanation
+
+    model, detector, alert, images = bundled_served
+    assert alert.name == "fusion z(neco)+z(bstats)"
+    scored = Scorer(model, detector, alert=alert).score_batch(images)
+    assert list(scored.components) == ["neco", "bstats"]
+    np.testing.assert_allclose(scored.components["neco"] + scored.components["bstats"], scored.score,
+                               rtol=1e-12, atol=1e-12)
+    assert np.ptp(scored.components["bstats"]) > 0 and np.ptp(scored.components["neco"]) > 0
+    for i in range(len(images)):
+        evidence = scored.evidence_message(i)
+        assert evidence["components"] == {name: z[i] for name, z in scored.components.items()}
+        assert alert_explanation(scored, i)["components"] == evidence["components"]
+    plain = Scorer(model, detector).score_batch(images)
+    assert "components" not in alert_explanation(plain, 0)  # NERO alone: no fused parts to record

@@ -9,7 +9,7 @@ from stream_monitor.explanations.assets import ExplanationAssets
 from stream_monitor.explanations.neurons import NeuronAtlas
 from stream_monitor.explanations.patch import PatchExplainer
 from stream_monitor.overlay.explanation_panel import THUMB_ROW, score_terms_line
-from stream_monitor.overlay.render import PANEL_WIDTH, render_overlay
+from stream_monitor.overlay.render import PANEL_WIDTH, parts_line, render_overlay
 from stream_monitor.site.patch_memory import PatchMemory
 from stream_monitor.transport.messages import result_message
 
@@ -58,3 +58,18 @@ def test_parts_line_names_only_what_the_score_is_made_of():
     parts = {"distance": 1.0, "bias_term": 2.0, "rho": 0.5}
     assert "residual" in score_terms_line(parts, ("residual",)) and "distance" not in score_terms_line(parts, ("residual",))
     assert score_terms_line(parts, ("distance", "bias", "rho")).startswith("distance 1")
+
+
+def test_a_served_detectors_score_shows_its_own_parts_not_neros():
+    """With a served fusion the gauge is the fusion's score: the line under it names the fused components
+    (their standardised scores), never NERO's distance / bias / rho, which the alert does not use."""
+    message = {**_message(), "evidence": {"fired": ["fusion z(neco)+z(bstats)"], "detector": "fusion z(neco)+z(bstats)",
+                                          "detector_score": 2.5, "components": {"neco": 0.41, "bstats": 2.09},
+                                          "nero_score": 0.9, "site_score": None, "p_site": None, "p_nero": None}}
+    line = parts_line(message, _assets())
+    assert line == "score = neco +0.41  bstats +2.1"
+    assert "distance" not in line and "residual" not in line
+    single = {**message, "evidence": {**message["evidence"], "detector": "neco", "components": {}}}
+    assert parts_line(single) == "score = neco"
+    assert parts_line(_message()).startswith("distance 0")  # NERO's own score: its parts
+    assert render_overlay(np.full((240, 320, 3), 90, np.uint8), message).shape[1] == 320 * 480 // 240 + PANEL_WIDTH

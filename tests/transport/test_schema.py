@@ -63,6 +63,21 @@ def test_invalid_messages_are_refused(change, match):
         decode(msgpack.packb(_result(**change), use_bin_type=True))
 
 
+_EVIDENCE = {"fired": ["fusion z(neco)+z(bstats)"], "detector": "fusion z(neco)+z(bstats)", "detector_score": 2.5,
+             "components": {"neco": 0.4, "bstats": 2.1}, "nero_score": 0.9, "site_score": None, "p_site": None,
+             "p_nero": None}
+
+
+def test_a_served_fusions_components_travel_and_bad_ones_are_refused():
+    message = _result(evidence=_EVIDENCE)
+    assert decode(encode(message))["evidence"]["components"] == {"neco": 0.4, "bstats": 2.1}
+    # an integer map key is refused by msgpack itself (strict_map_key), before the table is read
+    for bad, match in (([0.4, 2.1], "components"), ({"neco": "high"}, "components"), ({1: 0.4}, "msgpack")):
+        wire = msgpack.packb(_result(evidence={**_EVIDENCE, "components": bad}), use_bin_type=True)
+        with pytest.raises(SchemaError, match=match):
+            decode(wire)
+
+
 def test_missing_fields_garbage_and_oversize_are_refused():
     message = _result()
     del message["threshold"]
