@@ -2,6 +2,10 @@
 (the patch map, when the detector has an explanation artifact beside it; else the channel-deviation
 heatmap) and the neurons the score rests on, with what they usually respond to.
 
+When the artifact serves an alert detector (the bundled one serves `fusion z(neco)+z(bstats)`), the
+verdict is that detector's, exactly as the live monitor decides it: its score, threshold and parts;
+NERO's own score, parts and neurons are then what explains the frame.
+
 examples:
   stream-monitor explain ../shared/data/hyperkvasir-lgi/polyp/*.jpg --out results/explain
   stream-monitor explain frame.png --model my.pt --detector my_nero.npz --top 6 --out /tmp/why
@@ -18,6 +22,7 @@ import numpy as np
 import torch
 
 from .. import bundled
+from ..baselines.serving import load_alert_detector
 from ..data.images import read_image
 from ..engine import Scorer
 from ..errors import InputError
@@ -53,8 +58,10 @@ def run(args: argparse.Namespace) -> int:
     weight, bias = model.head_arrays()
     det = NeroDetector.load(args.detector, weight=weight, bias=bias, model_sha256=model_sha)
     assets = load_beside(args.detector, weight, bias)
-    threshold = det.calibration.threshold if det.calibration else None
-    scorer = Scorer(model, det, top_n=args.top, explanation=assets)
+    nero_threshold = det.calibration.threshold if det.calibration else None
+    alert = load_alert_detector(args.detector)  # what raises the live alert, when not NERO itself
+    threshold = alert.threshold if alert is not None else nero_threshold
+    scorer = Scorer(model, det, top_n=args.top, explanation=assets, alert=alert)
     if det.calibration is None:  # Scorer flags against the threshold; explain works without one
         from ..calibration import Calibration
 
@@ -66,8 +73,10 @@ def run(args: argparse.Namespace) -> int:
         image = read_image(path)
         scored = scorer.score_batch(preprocess_batch([image]))
         png = args.out / f"{path.stem}_explain.png"
+        components = {name: float(z[0]) for name, z in getattr(scored, "components", {}).items()}
+        served_parts = None if alert is None else served_parts_text(alert.name, components)
         explanation_figure(png, image, scored, 0, det.class_names, threshold, det.config, path.name,
-                           assets.atlas if assets is not None else None)
+                           assets.atlas if assets is not None else None, served_parts)
         record = {
             "image": str(path),
             "score": float(scored.score[0]),
@@ -82,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
                                else "relevance minus the nearest class centroid"),
             "figure": str(png),
         }
+        if alert is not None:
+            record.update(detector=alert.name, components=components, nero_score=float(scored.nero_score[0]),
+                          nero_threshold=nero_threshold)
         if not (det.config.use_residual and not (det.config.use_distance or det.config.use_bias)):
             record.update(distance=float(scored.distance[0]), bias_term=float(scored.bias_term[0]), rho=float(scored.rho[0]))
         records.append(record)
@@ -90,3 +102,11 @@ def run(args: argparse.Namespace) -> int:
     (args.out / "explanations.json").write_text(json.dumps(records, indent=2) + "\n")
     return 0
 
+
+
+def served_parts_text(detector: str, components: dict[str, float]) -> str:
+    """'score = neco +0.41 + bstats +2.1 (fusion z(neco)+z(bstats))': what a served detector's score is
+    made of (a fusion's standardised components sum to it); a single detector names itself."""
+    if not components:
+        return f"score = {detector}"
+    return "score = " + " + ".join(f"{name} {value:+.3g}" for name, value in components.items()) + f"  ({detector})"

@@ -51,11 +51,14 @@ def score_terms_text(detector_config, distance: float, bias_term: float, rho: fl
 
 
 def explanation_figure(path: Path, image_bgr: np.ndarray, scored, index: int, class_names: list[str],
-                       threshold: float | None, detector_config, title: str, atlas=None) -> None:
+                       threshold: float | None, detector_config, title: str, atlas=None,
+                       served_parts: str | None = None) -> None:
     """One PNG: the image with the explanation map, the score and the parts it is made of, and the
     neurons named with what they usually respond to (thumbnails from the atlas, when there is one).
 
-    scored: a `ScoredBatch` (engine/scorer.py); atlas: `explanations.neurons.NeuronAtlas` or None."""
+    scored: a `ScoredBatch` (engine/scorer.py); atlas: `explanations.neurons.NeuronAtlas` or None;
+    served_parts: when a served detector raises the alert (`scored.score` is its score), the line naming
+    its parts: NERO's own score and parts are then shown as what explains the frame."""
     score = scored.score[index]
     flagged = threshold is not None and score > threshold
     heat = scored.heatmaps[index] if scored.heatmaps is not None else None
@@ -70,8 +73,11 @@ def explanation_figure(path: Path, image_bgr: np.ndarray, scored, index: int, cl
     verdict = "OOD ALERT" if flagged else ("in distribution" if threshold is not None else "no threshold")
     head = fig.add_subplot(grid[0, 1])
     head.axis("off")
+    nero_terms = score_terms_text(detector_config, scored.distance[index], scored.bias_term[index], scored.rho[index])
+    if served_parts is not None:
+        nero_terms = served_parts + f"\nNERO explains it (NERO score {scored.nero_score[index]:.4g}):\n" + nero_terms
     head.text(0, 0.5, f"score {score:.4g}" + (f" vs threshold {threshold:.4g}: {verdict}" if threshold is not None else "")
-              + "\n" + score_terms_text(detector_config, scored.distance[index], scored.bias_term[index], scored.rho[index])
+              + "\n" + nero_terms
               + "\nunusual: (+) more of / (−) less of what these neurons respond to", fontsize=8, va="center")
     for row, (neuron, value) in enumerate(zip(neurons, values), start=1):
         cell = fig.add_subplot(grid[row, 1])

@@ -112,6 +112,26 @@ def test_explain_writes_figures_and_parts(fitted, tiny_model, tmp_path, capsys):
         assert (out / f"{record['image'].split('/')[-1].rsplit('.', 1)[0]}_explain.png").is_file()
 
 
+def test_explain_gives_the_live_verdict_of_a_served_detector(tmp_path):
+    """With the bundled artifact (it serves fusion z(neco)+z(bstats)) explain decides as the live monitor
+    does: the served detector's score, threshold and parts, with NERO's own score beside it as the
+    explanation, not NERO's verdict on its own threshold."""
+    from stream_monitor import bundled
+    from stream_monitor.baselines.serving import load_alert_detector
+
+    served = load_alert_detector(bundled.DETECTOR)
+    images = sorted((HYPERKVASIR / "polyp").glob("*.jpg"))[:2]
+    out = tmp_path / "why"
+    assert main(["explain", *map(str, images), "--out", str(out)]) == 0
+    for record in json.loads((out / "explanations.json").read_text()):
+        assert record["detector"] == served.name and record["threshold"] == served.threshold
+        assert record["flagged"] == (record["score"] > served.threshold)
+        assert set(record["components"]) == {"neco", "bstats"}
+        assert np.isclose(sum(record["components"].values()), record["score"], rtol=1e-12)
+        assert record["nero_threshold"] == NeroDetector.load(bundled.DETECTOR).calibration.threshold
+        assert record["nero_score"] != record["score"]
+
+
 def test_commands_fail_with_one_clear_line(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "missing.npz")]) == 1
     assert "does not exist" in capsys.readouterr().err
