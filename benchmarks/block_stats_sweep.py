@@ -34,18 +34,48 @@ from stream_monitor.models.registry import load_classifier  # noqa: E402
 from stream_monitor.preprocess import preprocess_batch  # noqa: E402
 
 
+LIT_LEVEL = 20 / 255  # grey level above which a pixel is lit scope image (capture/scope_mask.py's threshold)
+VARIANT_BLOCK = 5
+VARIANTS = ("scope-weighted", "mean+std+p90")
+"""Other statistics of block VARIANT_BLOCK, added in round 5 (validation only, like everything here):
+- scope-weighted: mean and std weighted per cell by its share of lit pixels, so the black scope border and
+  corners count less (meant to make the statistics robust to re-framing: crop / shift);
+- mean+std+p90: the 90th spatial percentile per channel beside mean and std (a local finding such as a polyp
+  raises a channel's upper tail more than its mean)."""
+
+
+def variant_statistics(block_output: torch.Tensor, images: torch.Tensor) -> dict[str, np.ndarray]:
+    """The VARIANTS of one batch: block output (B, C, h, w), normalised input images (B, 3, H, W)."""
+    x = block_output.double().flatten(2)
+    mean = x.mean(dim=2)
+    std = (x - mean.unsqueeze(2)).square().mean(dim=2).sqrt()
+    rgb = images.double() * torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) + \
+        torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    grey = (rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+    lit = torch.nn.functional.adaptive_avg_pool2d((grey > LIT_LEVEL).double(), block_output.shape[-2:]).flatten(1)
+    weight = (lit / lit.sum(dim=1, keepdim=True).clamp_min(1e-6)).unsqueeze(1)  # (B, 1, h·w)
+    w_mean = (x * weight).sum(dim=2)
+    w_std = ((x - w_mean.unsqueeze(2)).square() * weight).sum(dim=2).sqrt()
+    p90 = torch.quantile(x, 0.9, dim=2)
+    return {"scope-weighted": torch.cat([w_mean, w_std], 1).numpy(),
+            "mean+std+p90": torch.cat([mean, std, p90], 1).numpy()}
+
+
 @torch.inference_mode()
-def all_block_stats(model, paths: list[Path], batch: int = 32) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Penultimate features (N, D) and, per block, its statistics (N, 2 C_b)."""
+def all_block_stats(model, paths: list[Path], batch: int = 32) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Penultimate features (N, D) and statistics by key: each block's index ("0" …) for its mean and std
+    (N, 2 C_b), and the VARIANTS of block VARIANT_BLOCK."""
     n_blocks = len(model.backbone.blocks)
-    features, stats = [], [[] for _ in range(n_blocks)]
+    features, stats = [], {}
     for start in range(0, len(paths), batch):
         images = torch.from_numpy(preprocess_batch([read_image(p) for p in paths[start:start + batch]]))
         pooled, _, kept = forward_with_blocks(model, images, tuple(range(n_blocks)))
         features.append(pooled.double().numpy())
         for b, out in enumerate(kept):
-            stats[b].append(block_statistics(out).double().numpy())
-    return np.concatenate(features), [np.concatenate(s) for s in stats]
+            stats.setdefault(str(b), []).append(block_statistics(out).double().numpy())
+        for name, values in variant_statistics(kept[VARIANT_BLOCK], images).items():
+            stats.setdefault(name, []).append(values)
+    return np.concatenate(features), {k: np.concatenate(v) for k, v in stats.items()}
 
 
 def candidates(n_blocks: int) -> dict[str, tuple[str, object]]:
@@ -64,6 +94,15 @@ def candidates(n_blocks: int) -> dict[str, tuple[str, object]]:
             [lambda: create_baseline("neco"), BlockStatsMahalanobis], ("neco", "bstats")))
     out["z(nero-r)+z(neco)+z(bstats block 5)"] = ("5", lambda: ZScoreFusion(
         [nero_residual, lambda: create_baseline("neco"), BlockStatsMahalanobis], ("nero-r", "neco", "bstats")))
+    # round 5: other statistics of block 5, and a third component beside the shipped pair
+    for variant in VARIANTS:
+        out[f"bstats block 5, {variant}"] = (variant, BlockStatsMahalanobis)
+        out[f"z(neco)+z(bstats block 5, {variant})"] = (variant, lambda: ZScoreFusion(
+            [lambda: create_baseline("neco"), BlockStatsMahalanobis], ("neco", "bstats")))
+    for third in ("knn", "residual", "rmds", "vim"):
+        out[f"z(neco)+z(bstats block 5)+z({third})"] = ("5", lambda t=third: ZScoreFusion(
+            [lambda: create_baseline("neco"), BlockStatsMahalanobis, lambda: create_baseline(t)],
+            ("neco", "bstats", t)))
     return out
 
 
@@ -89,7 +128,7 @@ def main() -> None:
 
         def view(name: str, block: str) -> np.ndarray:
             features, stats = data[name]
-            return features if not block else np.hstack([features, stats[int(block)]])
+            return features if not block else np.hstack([features, stats[block]])
 
         for name, (block, factory) in candidates(len(model.backbone.blocks)).items():
             det = factory().fit(view("train", block), split.labels("train"), weight, bias)
