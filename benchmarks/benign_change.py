@@ -33,41 +33,28 @@ from common import cpu_name, load, write_results  # noqa: E402
 from stream_monitor import bundled  # noqa: E402
 from stream_monitor.baselines.serving import load_alert_detector  # noqa: E402
 from stream_monitor.calibration import calibrate_threshold  # noqa: E402
-from stream_monitor.capture.scope_mask import ScopeMasker  # noqa: E402
 from stream_monitor.data.features import default_cache_dir, extract_paths, model_fingerprint  # noqa: E402
-from stream_monitor.data.images import read_image
 from stream_monitor.data.split import Split, load_split, resplit  # noqa: E402
 from stream_monitor.errors import InputError  # noqa: E402
 from stream_monitor.evaluation.benign_changes import CHANGES  # noqa: E402
+from stream_monitor.evaluation.benign_changes import changed_features as features_after_change  # noqa: E402
 from stream_monitor.evaluation.datasets import DEFAULT_SPLIT  # noqa: E402
 from stream_monitor.evaluation.methods import headline_methods  # noqa: E402
-from stream_monitor.models.block_stats import forward_with_stats, supports_block_stats  # noqa: E402
+from stream_monitor.models.block_stats import supports_block_stats  # noqa: E402
 from stream_monitor.models.registry import load_classifier  # noqa: E402
 from stream_monitor.nero import NeroDetector  # noqa: E402
-from stream_monitor.preprocess import preprocess_batch  # noqa: E402
 
 GOAL = 0.07
 
 
-@torch.inference_mode()
-def changed_features(model, paths: list[Path], change: str, cache: Path, batch: int = 24) -> np.ndarray:
+def changed_features(model, paths: list[Path], change: str, cache: Path) -> np.ndarray:
     """(N, D) float32 features of the ID test images after `change` and the live path, cached; (N, D + S)
     `[features | block statistics]` for models that give them (block-statistics detectors read those)."""
     with_stats = supports_block_stats(model)
     file = cache / f"{change_slug(change)}{'-ext' if with_stats else ''}.npy"
     if file.is_file():
         return np.load(file)
-    out = []
-    for start in range(0, len(paths), batch):
-        frames = CHANGES[change]([read_image(p) for p in paths[start:start + batch]])
-        masked = [ScopeMasker("auto").apply(f) for f in frames]
-        images = torch.from_numpy(preprocess_batch(masked))
-        if with_stats:
-            features, _, stats = forward_with_stats(model, images)
-            out.append(torch.cat([features, stats], dim=1).float().numpy())
-        else:
-            out.append(model(images)[1].float().numpy())
-    features = np.concatenate(out)
+    features = features_after_change(model, paths, change, with_stats)
     cache.mkdir(parents=True, exist_ok=True)
     np.save(file, features)
     return features

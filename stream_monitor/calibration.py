@@ -29,6 +29,7 @@ class Calibration:
     achieved_tpr: float
     n_validation: int
     quantiles: dict[str, float] = field(default_factory=dict)
+    changes: list[str] = field(default_factory=list)  # calibrated over these capture-chain changes ([]: clean only)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,3 +66,19 @@ def calibrate_threshold(id_scores: np.ndarray, target_tpr: float = 0.95) -> Cali
     quantiles = {f"{q:g}": float(np.quantile(scores, q)) for q in QUANTILES}
     achieved = float(np.mean(scores <= threshold))
     return Calibration(threshold, float(target_tpr), achieved, int(len(scores)), quantiles)
+
+
+def calibrate_over_changes(scores: dict[str, np.ndarray], target_tpr: float = 0.95) -> Calibration:
+    """Calibrate on ID validation scores taken after each change a capture chain makes to a frame
+    ({change: (N,) scores}, "none" = the unchanged frames): the threshold is the highest of the per-change
+    thresholds, so that at most 1 − target_tpr of the validation frames are flagged after ANY one change
+    (evaluation/benign_changes.py), not only when unchanged. Achieved TPR is the lowest over the changes;
+    quantiles are those of the unchanged frames."""
+    if "none" not in scores:
+        raise InputError("calibration over changes needs the unchanged frames' scores under 'none'")
+    per_change = {name: calibrate_threshold(values, target_tpr) for name, values in scores.items()}
+    threshold = max(c.threshold for c in per_change.values())
+    achieved = min(float(np.mean(np.asarray(v, np.float64) <= threshold)) for v in scores.values())
+    clean = per_change["none"]
+    return Calibration(threshold, float(target_tpr), achieved, clean.n_validation, clean.quantiles,
+                       [name for name in scores if name != "none"])

@@ -25,3 +25,26 @@ def test_too_few_scores_warn_and_bad_input_fails():
             calibrate_threshold(bad)
     with pytest.raises(InputError, match="target_tpr"):
         calibrate_threshold(np.arange(100.0), 1.0)
+
+
+def test_calibration_over_changes_holds_the_rate_after_every_change():
+    """The threshold over a capture chain's changes flags at most 1 - target of the validation frames after
+    ANY one change (the worst sets it), so it is at least the clean threshold; an old artifact's calibration
+    (no `changes` key) still loads."""
+    from stream_monitor.calibration import calibrate_over_changes
+
+    rng = np.random.default_rng(1)
+    clean = rng.normal(size=200)
+    scores = {"none": clean, "jpeg": clean + rng.normal(0, 0.05, 200), "crop 3%": clean + 0.8}  # crop shifts scores up
+    cal = calibrate_over_changes(scores, 0.95)
+    assert cal.threshold == calibrate_threshold(scores["crop 3%"], 0.95).threshold
+    assert cal.threshold > calibrate_threshold(clean, 0.95).threshold
+    for values in scores.values():
+        assert np.mean(values > cal.threshold) <= 0.05
+    assert cal.changes == ["jpeg", "crop 3%"] and cal.n_validation == 200
+    assert cal.achieved_tpr == min(np.mean(v <= cal.threshold) for v in scores.values())
+    assert Calibration.from_dict(cal.to_dict()) == cal
+    old = {k: v for k, v in calibrate_threshold(clean).to_dict().items() if k != "changes"}
+    assert Calibration.from_dict(old).changes == []
+    with pytest.raises(InputError, match="'none'"):
+        calibrate_over_changes({"jpeg": clean})

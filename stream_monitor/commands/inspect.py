@@ -33,15 +33,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"  trained on  {info.get('n_train')} samples {info.get('train_class_counts')}, created {info.get('created_at')}")
     print(f"  head sha256 {info.get('head_sha256')}")
     if cal:
-        print(f"  threshold   {cal['threshold']:.6g} at ID TPR {cal['target_tpr']:.0%} (achieved {cal['achieved_tpr']:.1%} on {cal['n_validation']} ID validation frames)")
+        print(f"  threshold   {cal['threshold']:.6g} at ID TPR {cal['target_tpr']:.0%} (achieved {cal['achieved_tpr']:.1%} "
+              f"on {cal['n_validation']} ID validation frames{_over_changes(cal)})")
     else:
         print("  threshold   none: run `stream-monitor fit` with ID validation data to calibrate one")
     served = meta.get("alert_detector")
     if served:  # stream-monitor fit --alert-detector: this detector raises the alert, NERO explains
         scal = served["calibration"]
         print(f"  alert       {served['name']} {json.dumps(served.get('options') or {})}: threshold "
-              f"{scal['threshold']:.6g} at ID TPR {scal['target_tpr']:.0%} (achieved {scal['achieved_tpr']:.1%}); "
-              "NERO above explains each frame")
+              f"{scal['threshold']:.6g} at ID TPR {scal['target_tpr']:.0%} (achieved {scal['achieved_tpr']:.1%}"
+              f"{_over_changes(scal)}); NERO above explains each frame")
     if meta.get("site_model"):
         print("  site model  enrolled (stream-monitor enroll --site-model)")
     return 0
+
+
+def _over_changes(calibration: dict) -> str:
+    """', every one of 14 capture-chain changes' for `fit --calibrate-over capture-chain`, else ''."""
+    changes = calibration.get("changes") or []
+    return f", after every one of {len(changes)} capture-chain changes" if changes else ""

@@ -136,3 +136,27 @@ CHANGES: dict[str, Callable[[Frames], Frames]] = {
     "gamma 0.9": gamma(0.9), "gamma 1.1": gamma(1.1),
 }
 """Name -> change, in the order the report lists them; "none" is the unchanged reference."""
+
+
+def changed_features(model, paths, change: str, with_stats: bool = False, batch: int = 24) -> np.ndarray:
+    """(N, D) float32 pooled features of the images at `paths` after `change`, taken the live path's way
+    (ScopeMasker("auto") per image, the 224 × 224 resize and normalisation of preprocess_batch, the model);
+    with `with_stats`, (N, D + S) `[features | block statistics]` (models/block_stats.py)."""
+    import torch
+
+    from ..capture.scope_mask import ScopeMasker
+    from ..data.images import read_image
+    from ..models.block_stats import forward_with_stats
+    from ..preprocess import preprocess_batch
+
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(paths), batch):
+            frames = CHANGES[change]([read_image(p) for p in paths[start:start + batch]])
+            images = torch.from_numpy(preprocess_batch([ScopeMasker("auto").apply(f) for f in frames]))
+            if with_stats:
+                features, _, stats = forward_with_stats(model, images)
+                out.append(torch.cat([features, stats], dim=1).float().numpy())
+            else:
+                out.append(model(images)[1].float().numpy())
+    return np.concatenate(out)

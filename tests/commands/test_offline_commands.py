@@ -99,6 +99,28 @@ def test_eval_selects_a_default_on_validation_ood_only(tiny_model, tiny_split, t
     assert (tmp_path / "a" / "ablation.png").is_file()
 
 
+def test_fit_can_calibrate_the_alert_over_the_capture_chain(fitted, tiny_model, tiny_split, tmp_path):
+    """`--calibrate-over capture-chain`: the served detector's threshold is the highest of its thresholds on
+    the ID validation frames after each benign change, so no changed validation frame scores above it (6
+    frames: the 95 % threshold is the maximum); NERO's own threshold, which does not alert, is unchanged."""
+    from stream_monitor.baselines.serving import load_alert_detector
+    from stream_monitor.data.split import load_split
+    from stream_monitor.evaluation.benign_changes import CHANGES, changed_features
+
+    common = ["fit", "--model", str(tiny_model), "--split", str(tiny_split), "--mode", "robust",
+              "--set", "centroids_per_class=1", "--alert-detector", "fusion z(neco)+z(bstats)", "--no-cache"]
+    assert main([*common, "--out", str(tmp_path / "clean.npz")]) == 0
+    assert main([*common, "--calibrate-over", "capture-chain", "--out", str(tmp_path / "chain.npz")]) == 0
+    clean, chain = load_alert_detector(tmp_path / "clean.npz"), load_alert_detector(tmp_path / "chain.npz")
+    assert chain.calibration.changes == [c for c in CHANGES if c != "none"] and clean.calibration.changes == []
+    assert chain.threshold >= clean.threshold
+    model, _ = load_classifier(tiny_model)
+    val = load_split(tiny_split).paths("val")
+    worst = max(chain.score(changed_features(model, val, c, with_stats=True)).max() for c in CHANGES)
+    assert worst == pytest.approx(chain.threshold, rel=1e-6)  # the worst change's worst frame sets it
+    assert NeroDetector.load(tmp_path / "chain.npz").threshold == NeroDetector.load(fitted).threshold
+
+
 def test_explain_writes_figures_and_parts(fitted, tiny_model, tmp_path, capsys):
     images = sorted((HYPERKVASIR / "polyp").glob("*.jpg"))[:2]
     out = tmp_path / "why"
