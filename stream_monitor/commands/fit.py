@@ -36,7 +36,7 @@ import numpy as np
 from .. import bundled
 from ..baselines.fusion import needs_block_stats
 from ..baselines.serving import AlertDetector, fit_alert_detector, save_with_alert_detector, servable_detectors
-from ..calibration import calibrate_over_changes
+from ..calibration import calibrate_over_changes, threshold_at_tpr
 from ..data.features import extract_paths, model_fingerprint
 from ..errors import InputError
 from ..evaluation.dev_benchmark import EvaluationInputs, fit_default
@@ -141,7 +141,7 @@ def calibrate_over_capture_chain(inputs: EvaluationInputs, score, with_stats: bo
     for change in tqdm(CHANGES, desc=f"capture-chain calibration ({len(paths)} ID val frames)", leave=False):
         scores[change] = score(changed_features(inputs.model, paths, change, with_stats).astype(np.float64))
     calibration = calibrate_over_changes(scores, target_tpr)
-    worst = max((c for c in scores if c != "none"), key=lambda c: np.quantile(scores[c], target_tpr))
+    per_change = {c: threshold_at_tpr(s, target_tpr) for c, s in scores.items()}
     print(f"capture-chain calibration: threshold {calibration.threshold:.6g} (unchanged frames alone: "
-          f"{np.quantile(scores['none'], target_tpr):.6g}); the change that sets it: {worst}")
+          f"{per_change['none']:.6g}); the change that sets it: {max(per_change, key=per_change.get)}")
     return calibration
