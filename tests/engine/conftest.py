@@ -61,3 +61,23 @@ def _restore_thread_counts() -> Iterator[None]:
 @pytest.fixture(scope="package")
 def resnet() -> Setup:
     return make_setup()
+
+
+def bundled_with_real_frames() -> tuple:
+    """The bundled EfficientNet-Lite0 + its NERO detector, and 8 real frames as capture writes them to the
+    ring ((8, 224, 224, 3) uint8 RGB): 4 ID test images of the committed split, 4 HyperKvasir polyps."""
+    import cv2
+
+    from stream_monitor import bundled
+    from stream_monitor.data.split import load_split
+    from stream_monitor.evaluation.datasets import DEFAULT_SPLIT
+    from stream_monitor.models.registry import load_classifier
+    from stream_monitor.preprocess import to_model_rgb
+
+    split = load_split(DEFAULT_SPLIT)
+    polyps = [p for p in split.paths("ood") if p.parent.name == "polyp"]
+    paths = split.paths("test")[::40][:4] + polyps[::50][:4]
+    model, _ = load_classifier(bundled.MODEL)
+    weight, bias = model.head_arrays()
+    detector = NeroDetector.load(bundled.DETECTOR, weight=weight, bias=bias)
+    return model, detector, np.stack([to_model_rgb(cv2.imread(str(p))) for p in paths])

@@ -12,7 +12,7 @@ from stream_monitor.baselines.serving import fit_alert_detector
 from stream_monitor.engine import EngineOptions, Scorer, create_scorer
 from stream_monitor.engine.alert import AlertScoredBatch
 
-from .conftest import Setup, _model_and_features, make_setup
+from .conftest import Setup, _model_and_features, bundled_with_real_frames, make_setup
 
 
 @pytest.fixture(scope="module")
@@ -162,25 +162,12 @@ def test_a_model_without_block_statistics_cannot_serve_such_a_detector(served_bs
 def bundled_served() -> tuple:
     """The bundled model, NERO and its served alert (z(neco)+z(bstats)), and 8 real frames: 4 ID test images,
     4 HyperKvasir polyps."""
-    import cv2
-
     from stream_monitor import bundled
     from stream_monitor.baselines.serving import load_alert_detector
-    from stream_monitor.data.split import load_split
-    from stream_monitor.evaluation.datasets import DEFAULT_SPLIT
-    from stream_monitor.models.registry import load_classifier
-    from stream_monitor.nero import NeroDetector
-    from stream_monitor.preprocess import normalize_uint8, to_model_rgb
+    from stream_monitor.preprocess import normalize_uint8
 
-    split = load_split(DEFAULT_SPLIT)
-    polyps = [p for p in split.paths("ood") if p.parent.name == "polyp"]
-    paths = split.paths("test")[::40][:4] + polyps[::50][:4]
-    model, _ = load_classifier(bundled.MODEL)
-    weight, bias = model.head_arrays()
-    detector = NeroDetector.load(bundled.DETECTOR, weight=weight, bias=bias)
-    alert = load_alert_detector(bundled.DETECTOR)
-    images = normalize_uint8(np.stack([to_model_rgb(cv2.imread(str(p))) for p in paths]))
-    return model, detector, alert, images
+    model, detector, rgb = bundled_with_real_frames()
+    return model, detector, load_alert_detector(bundled.DETECTOR), normalize_uint8(rgb)
 
 
 def test_a_served_fusions_components_sum_to_its_score_on_real_frames(bundled_served) -> None:

@@ -9,32 +9,21 @@ measured a worst relative score error of ~2e-6 over the dev split's 441 ID test 
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
-from stream_monitor import bundled
 from stream_monitor.config import ModelConfig
-from stream_monitor.data.split import load_split
 from stream_monitor.engine import EngineOptions, Scorer, create_scorer
 from stream_monitor.engine.backends import select_backend
-from stream_monitor.evaluation.datasets import DEFAULT_SPLIT
-from stream_monitor.models.registry import load_classifier
-from stream_monitor.nero import NeroDetector
-from stream_monitor.preprocess import normalize_uint8, to_model_rgb
+from stream_monitor.preprocess import normalize_uint8
+
+from .conftest import bundled_with_real_frames
 
 
 @pytest.fixture(scope="module")
 def bundled_setup() -> tuple:
     """The bundled EfficientNet-Lite0 + detector, and 8 real frames: 4 ID test images, 4 polyps."""
-    split = load_split(DEFAULT_SPLIT)
-    polyps = [p for p in split.paths("ood") if p.parent.name == "polyp"]
-    paths = split.paths("test")[::40][:4] + polyps[::50][:4]
-    model, _ = load_classifier(bundled.MODEL)
-    weight, bias = model.head_arrays()
-    detector = NeroDetector.load(bundled.DETECTOR, weight=weight, bias=bias)
-    rgb = np.stack([to_model_rgb(cv2.imread(str(p))) for p in paths])  # what capture writes to the ring
-    return model, detector, rgb
+    return bundled_with_real_frames()
 
 
 def test_openvino_is_installed_and_auto_picks_it_on_the_cpu() -> None:
