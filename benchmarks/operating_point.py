@@ -1,0 +1,93 @@
+"""What an alert threshold costs and buys, over split seeds: the share of frames each threshold flags, ID test
+and every OOD set, for two artifacts per seed (e.g. the clean and the capture-chain calibration of
+`stream-monitor fit --calibrate-over`). AUROC and FPR95 do not depend on the threshold; this does.
+
+    python benchmarks/operating_point.py --work-dir runs/seeds-e20 \
+        --artifacts clean=runs/benign-seeds-bstats/paper-seed{S}.npz \
+        --artifacts capture-chain=runs/benign-seeds-cc/paper-seed{S}.npz \
+        --out benchmarks/results/operating-point
+
+Sets (still images, as the dev benchmark reads them): the seed's ID test part, the test part of the HyperKvasir OOD
+classes (never the validation part the threshold could have seen), CVC-ClinicDB polyps, PolypGen polyps per
+centre (A, B, C), PolypGen normal colon (other hospitals). Features come from the shared feature cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stream_monitor.baselines.serving import load_alert_detector  # noqa: E402
+from stream_monitor.data.features import default_cache_dir, extract_paths, model_fingerprint  # noqa: E402
+from stream_monitor.data.images import list_images  # noqa: E402
+from stream_monitor.data.split import load_split, resplit  # noqa: E402
+from stream_monitor.evaluation.datasets import DEFAULT_SPLIT, SHARED_DATA, ood_validation_split  # noqa: E402
+from stream_monitor.models.registry import load_classifier  # noqa: E402
+
+
+def sets_for(split) -> dict[str, list[Path]]:
+    _, test = ood_validation_split(split)
+    out = {"ID test": split.paths("test"), "HyperKvasir OOD test part": [p for ps in test.values() for p in ps]}
+    out.update({f"HyperKvasir {name} (test part)": paths for name, paths in test.items()})
+    out["CVC-ClinicDB polyps"] = list_images(SHARED_DATA / "sequences" / "cvc-clinicdb", recursive=True)
+    for centre in "ABC":
+        out[f"PolypGen polyps {centre}"] = list_images(SHARED_DATA / "polypgen-positive" / f"centre_{centre}")
+    out["PolypGen normal (other hospitals)"] = list_images(SHARED_DATA / "sequences" / "polypgen-negative",
+                                                           recursive=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work-dir", type=Path, required=True, help="efficientnet_lite0_seed{S}_e{E}.pt per seed")
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--artifacts", action="append", required=True, metavar="LABEL=PATTERN",
+                        help="an artifact per seed, {S} replaced by the seed")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    labelled = dict(a.split("=", 1) for a in args.artifacts)
+    base = load_split(DEFAULT_SPLIT)
+    shares: dict[str, dict[str, list[float]]] = {}
+    thresholds: dict[str, list[float]] = {}
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        split = base if seed == base.seed else resplit(base, seed)
+        model, _ = load_classifier(args.work_dir / f"efficientnet_lite0_seed{seed}_e{args.epochs}.pt")
+        model.eval()
+        fingerprint = model_fingerprint(model)
+        features = {name: extract_paths(model, paths, name, default_cache_dir(), fingerprint, progress=False)
+                    for name, paths in sets_for(split).items()}
+        for label, pattern in labelled.items():
+            alert = load_alert_detector(Path(pattern.replace("{S}", str(seed))))
+            thresholds.setdefault(label, []).append(alert.threshold)
+            for name, extracted in features.items():
+                x = extracted.extended() if alert.needs_block_stats else extracted.features
+                shares.setdefault(label, {}).setdefault(name, []).append(float(np.mean(alert.score(x) > alert.threshold)))
+        print(f"seed {seed} done", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    payload = {"seeds": args.seeds, "artifacts": labelled, "thresholds": thresholds, "share_flagged": shares}
+    (args.out / "operating_point.json").write_text(json.dumps(payload, indent=1) + "\n")
+    labels = list(labelled)
+    lines = [f"# Share of frames flagged at each threshold, seeds {args.seeds}", "",
+             "Mean over seeds (min-max) in %, still images; the artifacts: "
+             + "; ".join(f"{k} = `{v}`" for k, v in labelled.items()) + ". Regenerate: docstring of "
+             "benchmarks/operating_point.py.", "",
+             "| set | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+    for name in shares[labels[0]]:
+        cells = [f"{100 * np.mean(shares[k][name]):.1f} ({100 * min(shares[k][name]):.1f}-{100 * max(shares[k][name]):.1f})"
+                 for k in labels]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    (args.out / "operating_point.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
