@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import cpu_name, fitted_detector, load, timeit, write_results  # noqa: E402
 
 from stream_monitor.engine import EngineOptions, create_scorer  # noqa: E402
-from stream_monitor.engine.fused import FusedNero  # noqa: E402
 from stream_monitor.models import create_model  # noqa: E402
 
 warnings.filterwarnings("ignore")

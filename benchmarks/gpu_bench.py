@@ -25,7 +25,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import fitted_detector, load, timeit, write_results  # noqa: E402
 
-from stream_monitor import kernels  # noqa: E402
 from stream_monitor.engine import EngineOptions, create_scorer  # noqa: E402
 from stream_monitor.engine.backends import backend_class  # noqa: E402
 from stream_monitor.models import create_model  # noqa: E402

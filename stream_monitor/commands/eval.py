@@ -78,13 +78,13 @@ def run(args: argparse.Namespace) -> int:
     id_test = source_from_path("id-test", args.id_test, args.stride) if args.id_test else None
     if args.seeds:
         seeds = [int(s) for s in args.seeds.split(",")]
-        report = evaluate_seeds(split, seeds, args.epochs, args.work_dir, args.out, cache_dir(args), args.dev_benchmark,
+        evaluate_seeds(split, seeds, args.epochs, args.work_dir, args.out, cache_dir(args), args.dev_benchmark,
                                 [parse_named_source(t, args.stride) for t in args.ood], odin=not args.no_odin,
                                 adascale=args.adascale, augment=args.augment)
     else:
         model, model_sha = load_model(args)
         inputs = EvaluationInputs(model, split, sources, validation, id_test, model_sha, _display(args.model))
-        report = evaluate_all(inputs, args.out, cache_dir(args), odin=not args.no_odin, adascale=args.adascale,
+        evaluate_all(inputs, args.out, cache_dir(args), odin=not args.no_odin, adascale=args.adascale,
                               fusions=not args.no_fusions)
     print((args.out / "report.md").read_text())
     print(f"report written to {args.out}/ (report.md, report.json, report.csv, *.png)")

@@ -10,12 +10,16 @@ import logging
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from ..errors import StreamMonitorError
 from .mjpeg import MjpegServer
+
+if TYPE_CHECKING:  # annotation only: the overlay imports the HTTP handler lazily, through MjpegServer
+    from ..observability.http_handler import HttpSecurity
 
 __all__ = ["MjpegSink", "Mp4Sink", "Sink", "SinkError", "WindowSink", "opencv_has_gui"]
 

@@ -12,7 +12,6 @@ import os
 import socket
 import time
 
-import pytest
 import yaml
 
 from stream_monitor import bundled

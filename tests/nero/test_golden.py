@@ -6,7 +6,6 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 GOLDEN_DIR = Path(__file__).parents[1] / "golden"
 

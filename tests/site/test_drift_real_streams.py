@@ -3,7 +3,6 @@ images, raised within seconds on normal colon from PolypGen's other centres, cle
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from stream_monitor import bundled
