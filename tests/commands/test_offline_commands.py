@@ -119,6 +119,10 @@ def test_fit_can_calibrate_the_alert_over_the_capture_chain(fitted, tiny_model, 
     worst = max(chain.score(changed_features(model, val, c, with_stats=True)).max() for c in CHANGES)
     assert worst == pytest.approx(chain.threshold, rel=1e-6)  # the worst change's worst frame sets it
     assert NeroDetector.load(tmp_path / "chain.npz").threshold == NeroDetector.load(fitted).threshold
+    # without a served detector NERO raises the alert, so NERO's own threshold is the one moved
+    assert main([*common[:-3], "--no-cache", "--calibrate-over", "capture-chain", "--out", str(tmp_path / "nero.npz")]) == 0
+    nero = NeroDetector.load(tmp_path / "nero.npz")
+    assert nero.calibration.changes == chain.calibration.changes and nero.threshold >= NeroDetector.load(fitted).threshold
 
 
 def test_explain_writes_figures_and_parts(fitted, tiny_model, tmp_path, capsys):
