@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["alert_terms_line", "draw_explanation_neurons", "score_terms_line"]
+__all__ = ["COMPONENT_WORDS", "alert_terms_line", "draw_explanation_neurons", "score_terms_line"]
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _WHITE, _GREY = (255, 255, 255), (170, 170, 170)
@@ -27,14 +27,22 @@ def score_terms_line(parts: dict, score_terms: tuple[str, ...]) -> str:
     return "   ".join(shown[t] for t in score_terms if t in shown)
 
 
+# What each fused component measures, in words for the person at the tower (baselines/fusion.py names).
+COMPONENT_WORDS = {"neco": "features", "bstats": "colour/texture", "nero-r": "NERO relevance",
+                   "knn": "nearest frames", "residual": "feature residual", "rmds": "class distance",
+                   "wrel": "relevance distance"}
+
+
 def alert_terms_line(evidence: dict) -> str:
     """The parts line when a served detector raises the alert (its score is not NERO's, so NERO's parts
     would name what the gauge is not made of): a fusion's standardised components, which sum to the score,
-    e.g. "score = neco +0.41  bstats +2.1"; a single detector has no parts to show."""
+    in words (COMPONENT_WORDS), e.g. "score = features +0.41  colour/texture +2.1"; a single detector has no
+    parts to show."""
     components = evidence.get("components") or {}
     if not components:
         return f"score = {evidence.get('detector', 'served detector')}"
-    terms = "  ".join(f"{name} {value:+.2g}" if value is not None else f"{name} n/a" for name, value in components.items())
+    terms = "  ".join(f"{COMPONENT_WORDS.get(name, name)} " + (f"{value:+.2g}" if value is not None else "n/a")
+                      for name, value in components.items())
     return f"score = {terms}"
 
 

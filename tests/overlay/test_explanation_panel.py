@@ -67,9 +67,17 @@ def test_a_served_detectors_score_shows_its_own_parts_not_neros():
                                           "detector_score": 2.5, "components": {"neco": 0.41, "bstats": 2.09},
                                           "nero_score": 0.9, "site_score": None, "p_site": None, "p_nero": None}}
     line = parts_line(message, _assets())
-    assert line == "score = neco +0.41  bstats +2.1"
+    assert line == "score = features +0.41  colour/texture +2.1"  # in words, not the registry's names
     assert "distance" not in line and "residual" not in line
     single = {**message, "evidence": {**message["evidence"], "detector": "neco", "components": {}}}
     assert parts_line(single) == "score = neco"
     assert parts_line(_message()).startswith("distance 0")  # NERO's own score: its parts
     assert render_overlay(np.full((240, 320, 3), 90, np.uint8), message).shape[1] == 320 * 480 // 240 + PANEL_WIDTH
+
+
+def test_every_fusion_component_has_words():
+    """A component added to the fusions must get its words too, or the overlay would show a registry name."""
+    from stream_monitor.baselines.fusion import _part_factories
+    from stream_monitor.overlay.explanation_panel import COMPONENT_WORDS
+
+    assert set(_part_factories()) <= set(COMPONENT_WORDS)
