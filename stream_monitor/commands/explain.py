@@ -105,8 +105,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def served_parts_text(detector: str, components: dict[str, float]) -> str:
-    """'score = neco +0.41 + bstats +2.1 (fusion z(neco)+z(bstats))': what a served detector's score is
-    made of (a fusion's standardised components sum to it); a single detector names itself."""
+    """'score = features +0.41 + colour/texture +2.1  (fusion z(neco)+z(bstats))': what a served detector's
+    score is made of (a fusion's standardised components sum to it), in the overlay's words; a single
+    detector names itself."""
+    from ..overlay.explanation_panel import COMPONENT_WORDS
+
     if not components:
         return f"score = {detector}"
-    return "score = " + " + ".join(f"{name} {value:+.3g}" for name, value in components.items()) + f"  ({detector})"
+    return "score = " + " + ".join(f"{COMPONENT_WORDS.get(name, name)} {value:+.3g}" for name, value in components.items()) \
+        + f"  ({detector})"
