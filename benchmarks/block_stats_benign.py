@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from block_stats_sweep import VARIANT_BLOCK, all_block_stats, variant_statistics  # noqa: E402
-from common import cpu_name  # noqa: E402
+from common import add_seed_model_arguments, cpu_name, seed_models  # noqa: E402
 
 from stream_monitor.baselines import create_baseline  # noqa: E402
 from stream_monitor.baselines.block_stats import BlockStatsMahalanobis  # noqa: E402
@@ -34,11 +34,8 @@ from stream_monitor.baselines.fusion import ZScoreFusion  # noqa: E402
 from stream_monitor.calibration import calibrate_threshold  # noqa: E402
 from stream_monitor.capture.scope_mask import ScopeMasker  # noqa: E402
 from stream_monitor.data.images import read_image  # noqa: E402
-from stream_monitor.data.split import load_split, resplit  # noqa: E402
 from stream_monitor.evaluation.benign_changes import CHANGES  # noqa: E402
-from stream_monitor.evaluation.datasets import DEFAULT_SPLIT  # noqa: E402
 from stream_monitor.models.block_stats import block_statistics, forward_with_blocks  # noqa: E402
-from stream_monitor.models.registry import load_classifier  # noqa: E402
 from stream_monitor.preprocess import preprocess_batch  # noqa: E402
 
 STATS = {"plain": str(VARIANT_BLOCK), "scope-weighted": "scope-weighted"}
@@ -71,21 +68,15 @@ def changed_stats(model, paths: list[Path], change: str, batch: int = 24) -> tup
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work-dir", type=Path, required=True, help="efficientnet_lite0_seed{S}_e{E}.pt per seed")
-    parser.add_argument("--seeds", default="0,1,2,3,4")
-    parser.add_argument("--epochs", type=int, default=20)
+    add_seed_model_arguments(parser)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.time()
-    base = load_split(DEFAULT_SPLIT)
     changes = list(CHANGES)  # "none" (unchanged) first
     rates: dict[str, dict[str, list[float]]] = {}
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        split = base if seed == base.seed else resplit(base, seed)
-        model, _ = load_classifier(args.work_dir / f"efficientnet_lite0_seed{seed}_e{args.epochs}.pt")
-        model.eval()
+    for seed, split, model in seed_models(args):
         weight, bias = model.head_arrays()
         fit = {name: all_block_stats(model, split.paths(name)) for name in ("train", "val")}
         test = {c: changed_stats(model, split.paths("test"), c) for c in changes}

@@ -20,19 +20,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import add_seed_model_arguments, seed_models  # noqa: E402
 
 from stream_monitor.baselines import create_baseline  # noqa: E402
 from stream_monitor.baselines.block_stats import BlockStatsMahalanobis  # noqa: E402
 from stream_monitor.baselines.fusion import ZScoreFusion, nero_residual  # noqa: E402
 from stream_monitor.data.images import read_image  # noqa: E402
-from stream_monitor.data.split import load_split, resplit  # noqa: E402
-from stream_monitor.evaluation.datasets import DEFAULT_SPLIT, ood_validation_split  # noqa: E402
+from stream_monitor.evaluation.datasets import ood_validation_split  # noqa: E402
 from stream_monitor.evaluation.ood_metrics import evaluate  # noqa: E402
 from stream_monitor.models.block_stats import block_statistics, forward_with_blocks  # noqa: E402
-from stream_monitor.models.registry import load_classifier  # noqa: E402
 from stream_monitor.preprocess import preprocess_batch  # noqa: E402
-
 
 LIT_LEVEL = 20 / 255  # grey level above which a pixel is lit scope image (capture/scope_mask.py's threshold)
 VARIANT_BLOCK = 5
@@ -108,18 +108,12 @@ def candidates(n_blocks: int) -> dict[str, tuple[str, object]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work-dir", type=Path, required=True, help="efficientnet_lite0_seed{S}_e{E}.pt per seed")
-    parser.add_argument("--seeds", default="0,1,2,3,4")
-    parser.add_argument("--epochs", type=int, default=20)
+    add_seed_model_arguments(parser)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    base = load_split(DEFAULT_SPLIT)
     rows: dict[str, list] = {}
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        split = base if seed == base.seed else resplit(base, seed)
-        model, _ = load_classifier(args.work_dir / f"efficientnet_lite0_seed{seed}_e{args.epochs}.pt")
-        model.eval()
+    for seed, split, model in seed_models(args):
         weight, bias = model.head_arrays()
         validation, _ = ood_validation_split(split)
         sets = {"train": split.paths("train"), "val": split.paths("val"),

@@ -22,14 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import add_seed_model_arguments, seed_models  # noqa: E402
 
 from stream_monitor.baselines.serving import load_alert_detector  # noqa: E402
 from stream_monitor.data.features import default_cache_dir, extract_paths, model_fingerprint  # noqa: E402
 from stream_monitor.data.images import list_images  # noqa: E402
-from stream_monitor.data.split import load_split, resplit  # noqa: E402
-from stream_monitor.evaluation.datasets import DEFAULT_SPLIT, SHARED_DATA, ood_validation_split  # noqa: E402
-from stream_monitor.models.registry import load_classifier  # noqa: E402
+from stream_monitor.evaluation.datasets import SHARED_DATA, ood_validation_split  # noqa: E402
 
 
 def sets_for(split) -> dict[str, list[Path]]:
@@ -46,22 +47,16 @@ def sets_for(split) -> dict[str, list[Path]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work-dir", type=Path, required=True, help="efficientnet_lite0_seed{S}_e{E}.pt per seed")
-    parser.add_argument("--seeds", default="0,1,2,3,4")
-    parser.add_argument("--epochs", type=int, default=20)
+    add_seed_model_arguments(parser)
     parser.add_argument("--artifacts", action="append", required=True, metavar="LABEL=PATTERN",
                         help="an artifact per seed, {S} replaced by the seed")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
     labelled = dict(a.split("=", 1) for a in args.artifacts)
-    base = load_split(DEFAULT_SPLIT)
     shares: dict[str, dict[str, list[float]]] = {}
     thresholds: dict[str, list[float]] = {}
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        split = base if seed == base.seed else resplit(base, seed)
-        model, _ = load_classifier(args.work_dir / f"efficientnet_lite0_seed{seed}_e{args.epochs}.pt")
-        model.eval()
+    for seed, split, model in seed_models(args):
         fingerprint = model_fingerprint(model)
         features = {name: extract_paths(model, paths, name, default_cache_dir(), fingerprint, progress=False)
                     for name, paths in sets_for(split).items()}
