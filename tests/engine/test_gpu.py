@@ -107,3 +107,29 @@ def test_tensorrt_engine_builds_caches_and_matches(resnet: Setup, tmp_path) -> N
     second = create_scorer(resnet.model, resnet.detector, "tensorrt", options=options)
     assert "loaded" in second.engine.describe()
     np.testing.assert_allclose(second.score_batch(resnet.images).score, got.score, rtol=1e-5)
+
+
+def test_torch_cuda_engine_serves_the_bundled_block_statistics_fusion() -> None:
+    """The shipped alert (z(neco)+z(bstats)) on the GPU: FusedNero's `block_stats` output comes out of the same
+    CUDA pass, and the alert is the detector applied to the GPU's own features and statistics (1e-5, as the
+    fused head above: two runs of cuDNN); its components sum to it. Against the CPU reference: 1e-2 of the
+    score's scale, ten times NERO's 1e-3, because z-scoring divides NECO by its small ID spread (std 0.089 around
+    a mean of -0.71) and so magnifies the convolution-order differences between cuDNN and the CPU. 8 real frames."""
+    from stream_monitor import bundled
+    from stream_monitor.baselines.serving import load_alert_detector
+    from stream_monitor.preprocess import normalize_uint8
+
+    from .conftest import bundled_with_real_frames
+
+    model, detector, rgb = bundled_with_real_frames()
+    alert = load_alert_detector(bundled.DETECTOR)
+    images = normalize_uint8(rgb)
+    scorer = create_scorer(model, detector, "torch-cuda", options=EngineOptions(precision="fp32"), alert=alert)
+    out = scorer.engine.run(images)
+    own = np.concatenate([out["features"].double().cpu().numpy(), out["block_stats"].double().cpu().numpy()], axis=1)
+    got = scorer.score_batch(images)
+    scale = np.abs(got.score).max()
+    np.testing.assert_allclose(got.score, alert.score(own), rtol=1e-5, atol=1e-5 * scale)
+    np.testing.assert_allclose(sum(got.components.values()), got.score, rtol=1e-12, atol=1e-12)
+    ref = Scorer(model, detector, alert=alert).score_batch(images)
+    np.testing.assert_allclose(got.score, ref.score, rtol=1e-2, atol=1e-2 * np.abs(ref.score).max())
