@@ -32,11 +32,8 @@ from stream_monitor.baselines import create_baseline  # noqa: E402
 from stream_monitor.baselines.block_stats import BlockStatsMahalanobis  # noqa: E402
 from stream_monitor.baselines.fusion import ZScoreFusion  # noqa: E402
 from stream_monitor.calibration import calibrate_threshold  # noqa: E402
-from stream_monitor.capture.scope_mask import ScopeMasker  # noqa: E402
-from stream_monitor.data.images import read_image  # noqa: E402
-from stream_monitor.evaluation.benign_changes import CHANGES  # noqa: E402
+from stream_monitor.evaluation.benign_changes import CHANGES, changed_images  # noqa: E402
 from stream_monitor.models.block_stats import block_statistics, forward_with_blocks  # noqa: E402
-from stream_monitor.preprocess import preprocess_batch  # noqa: E402
 
 STATS = {"plain": str(VARIANT_BLOCK), "scope-weighted": "scope-weighted"}
 
@@ -55,9 +52,7 @@ def changed_stats(model, paths: list[Path], change: str, batch: int = 24) -> tup
     """Features and block-5 statistics (plain and variants) of `paths` after `change`, the live path's way."""
     features, stats = [], {}
     for start in range(0, len(paths), batch):
-        frames = [read_image(p) for p in paths[start:start + batch]]
-        frames = frames if change == "none" else CHANGES[change](frames)
-        images = torch.from_numpy(preprocess_batch([ScopeMasker("auto").apply(f) for f in frames]))
+        images = changed_images(paths[start:start + batch], change)
         pooled, _, (block,) = forward_with_blocks(model, images, (VARIANT_BLOCK,))
         features.append(pooled.double().numpy())
         stats.setdefault(str(VARIANT_BLOCK), []).append(block_statistics(block).double().numpy())

@@ -105,12 +105,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def served_parts_text(detector: str, components: dict[str, float]) -> str:
-    """'score = features +0.41 + colour/texture +2.1  (fusion z(neco)+z(bstats))': what a served detector's
-    score is made of (a fusion's standardised components sum to it), in the overlay's words; a single
-    detector names itself."""
-    from ..overlay.explanation_panel import COMPONENT_WORDS
+    """The overlay's parts line for a served detector (overlay.explanation_panel.alert_terms_line: a fusion's
+    standardised components in words, summing to its score), with the detector's name."""
+    from ..overlay.explanation_panel import alert_terms_line
 
-    if not components:
-        return f"score = {detector}"
-    return "score = " + " + ".join(f"{COMPONENT_WORDS.get(name, name)} {value:+.3g}" for name, value in components.items()) \
-        + f"  ({detector})"
+    line = alert_terms_line({"detector": detector, "components": components})
+    return line if not components else f"{line}  ({detector})"

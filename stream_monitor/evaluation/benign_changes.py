@@ -138,22 +138,30 @@ CHANGES: dict[str, Callable[[Frames], Frames]] = {
 """Name -> change, in the order the report lists them; "none" is the unchanged reference."""
 
 
-def changed_features(model, paths, change: str, with_stats: bool = False, batch: int = 24) -> np.ndarray:
-    """(N, D) float32 pooled features of the images at `paths` after `change`, taken the live path's way
-    (ScopeMasker("auto") per image, the 224 × 224 resize and normalisation of preprocess_batch, the model);
-    with `with_stats`, (N, D + S) `[features | block statistics]` (models/block_stats.py)."""
+def changed_images(paths, change: str):  # type: ignore[no-untyped-def]
+    """(N, 3, 224, 224) float32 tensor: the images at `paths` after `change`, taken the live path's way
+    (ScopeMasker("auto") per image, then the resize and normalisation of preprocess_batch)."""
     import torch
 
     from ..capture.scope_mask import ScopeMasker
     from ..data.images import read_image
-    from ..models.block_stats import forward_with_stats
     from ..preprocess import preprocess_batch
+
+    frames = CHANGES[change]([read_image(p) for p in paths])
+    return torch.from_numpy(preprocess_batch([ScopeMasker("auto").apply(f) for f in frames]))
+
+
+def changed_features(model, paths, change: str, with_stats: bool = False, batch: int = 24) -> np.ndarray:
+    """(N, D) float32 pooled features of the images at `paths` after `change` (`changed_images`, then the
+    model); with `with_stats`, (N, D + S) `[features | block statistics]` (models/block_stats.py)."""
+    import torch
+
+    from ..models.block_stats import forward_with_stats
 
     out = []
     with torch.inference_mode():
         for start in range(0, len(paths), batch):
-            frames = CHANGES[change]([read_image(p) for p in paths[start:start + batch]])
-            images = torch.from_numpy(preprocess_batch([ScopeMasker("auto").apply(f) for f in frames]))
+            images = changed_images(paths[start:start + batch], change)
             if with_stats:
                 features, _, stats = forward_with_stats(model, images)
                 out.append(torch.cat([features, stats], dim=1).float().numpy())

@@ -148,8 +148,7 @@ class Monitor:
                 failure = _startup_failure(info_queue, wait_s=1.0)
                 if failure:
                     raise StartupError(f"cannot start the monitor: {failure}")
-                raise StreamMonitorError(f"the inference process exited during start-up (exit code "
-                                         f"{self.inference.exitcode}); see the log above")
+                raise self._exited_during_startup()
             if time.monotonic() > deadline:
                 raise StreamMonitorError(f"the inference process was not ready within {timeout_s:.0f} s")
         for stream in cfg.streams:
@@ -168,10 +167,13 @@ class Monitor:
                     try:  # it may have sent its start-up error just before exiting, after our last read
                         return info_queue.get(timeout=1.0)
                     except queue.Empty:
-                        raise StreamMonitorError(f"the inference process exited during start-up (exit code "
-                                                 f"{self.inference.exitcode}); see the log above") from None
+                        raise self._exited_during_startup() from None
                 if time.monotonic() > deadline:
                     raise StreamMonitorError("the inference process did not bind its sockets in time") from None
+
+    def _exited_during_startup(self) -> StreamMonitorError:
+        return StreamMonitorError(f"the inference process exited during start-up (exit code "
+                                  f"{self.inference.exitcode}); see the log above")
 
     def _start_capture(self, stream: str) -> None:
         cfg = self.config.stream(stream)
