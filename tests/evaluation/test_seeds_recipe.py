@@ -26,8 +26,8 @@ def _sidecar(weights: Path, status: str = "complete", epochs: int = 20, seed: in
     weights.with_suffix(".json").write_text(json.dumps(record))
 
 
-def _recipe(augment: str, epochs: int = 20, seed: int = 0) -> dict:
-    return {"augment": augment, "epochs": epochs, "seed": seed, "split_seed": seed}
+def _recipe(augment: str, epochs: int = 20, seed: int = 0, arch: str = "efficientnet_lite0") -> dict:
+    return {"arch": arch, "augment": augment, "epochs": epochs, "seed": seed, "split_seed": seed}
 
 
 def test_a_finished_checkpoint_of_the_same_recipe_is_reused(tmp_path):
@@ -77,6 +77,17 @@ def test_evaluate_seeds_refuses_a_mismatched_recipe_without_retraining_over_it(t
     assert not (tmp_path / "out").exists()
 
 
+def test_a_finished_checkpoint_of_another_architecture_is_refused(tmp_path):
+    weights = tmp_path / "lite0.pt"
+    _sidecar(weights)
+    with pytest.raises(InputError, match="efficientnet_lite2"):
+        seeds.reusable_checkpoint(weights, _recipe("paper", arch="efficientnet_lite2"))
+
+
+def test_the_seed_checkpoint_is_named_by_architecture(tmp_path):
+    assert seeds.seed_checkpoint(tmp_path, "efficientnet_lite2", 3, 20) == tmp_path / "efficientnet_lite2_seed3_e20.pt"
+
+
 def test_eval_command_passes_the_recipe_to_the_seeds(tmp_path, monkeypatch):
     from stream_monitor.commands import eval as eval_command
 
@@ -89,9 +100,11 @@ def test_eval_command_passes_the_recipe_to_the_seeds(tmp_path, monkeypatch):
     monkeypatch.setattr(eval_command, "evaluate_seeds", fake_evaluate_seeds)
     parser = argparse.ArgumentParser()
     eval_command.add_arguments(parser)
-    args = parser.parse_args(["--seeds", "0", "--augment", "paper+capture", "--ood", f"x={SHARED_DATA / 'polypgen-positive' / 'centre_A'}",
+    args = parser.parse_args(["--seeds", "0", "--augment", "paper+capture", "--arch", "efficientnet_lite2", "--ood", f"x={SHARED_DATA / 'polypgen-positive' / 'centre_A'}",
                               "--out", str(tmp_path / "out")])
     with pytest.raises(InputError, match="stop here"):
         eval_command.run(args)
     assert seen["augment"] == "paper+capture"
+    assert seen["arch"] == "efficientnet_lite2"
     assert parser.parse_args(["--out", "o"]).augment == "paper"
+    assert parser.parse_args(["--out", "o"]).arch is None  # with --seeds: seeds.SEED_ARCH, the bundled model's

@@ -10,8 +10,10 @@ from stream_monitor.errors import InputError, WeightsUnavailableError
 from stream_monitor.models import ClassifierAdapter, create_model, list_models
 
 # DeiT's patch embedding is built for 224×224; the CNNs take any size, so they run small and fast.
-INPUT_SIDE = {"resnet18": 64, "efficientnet_lite0": 64, "deit_small_patch16_224": 224}
-FEATURE_DIM = {"resnet18": 512, "efficientnet_lite0": 1280, "deit_small_patch16_224": 384}
+INPUT_SIDE = {"resnet18": 64, "efficientnet_lite0": 64, "efficientnet_lite1": 64, "efficientnet_lite2": 64,
+              "deit_small_patch16_224": 224}
+FEATURE_DIM = {"resnet18": 512, "efficientnet_lite0": 1280, "efficientnet_lite1": 1280, "efficientnet_lite2": 1280,
+               "deit_small_patch16_224": 384}
 NUM_CLASSES = 3
 
 
@@ -26,7 +28,7 @@ def _batch(arch: str, batch: int = 2) -> torch.Tensor:
     return torch.randn(batch, 3, side, side, generator=torch.Generator().manual_seed(1))
 
 
-def test_registry_lists_the_three_architectures() -> None:
+def test_registry_lists_the_named_architectures() -> None:
     assert list_models() == sorted(INPUT_SIDE)
 
 
@@ -55,7 +57,7 @@ def test_head_arrays_reproduce_the_logits(adapter: ClassifierAdapter) -> None:
     np.testing.assert_allclose(recomputed, logits.double().numpy(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "efficientnet_lite0"])
+@pytest.mark.parametrize("arch", ["resnet18", "efficientnet_lite0", "efficientnet_lite2"])
 def test_cnn_feature_is_the_spatial_mean_of_the_feature_map(arch: str) -> None:
     """Heatmaps weight feature-map channels as NERO neurons: they must be the same D units."""
     adapter = create_model(arch, NUM_CLASSES, pretrained=False)

@@ -14,7 +14,7 @@ from skimage import data as skdata
 
 from stream_monitor.errors import CheckpointError
 from stream_monitor.models import create_model
-from stream_monitor.models.efficientnet_lite import map_efficientnet_pytorch_state
+from stream_monitor.models.efficientnet_lite import LITE_VARIANTS, map_efficientnet_pytorch_state
 from stream_monitor.preprocess import preprocess_batch
 
 # ImageNet-1k class indices: 281–285 domestic cats; 967 espresso, 968 cup.
@@ -26,7 +26,9 @@ def imagenet_model():
     return create_model("efficientnet_lite0", num_classes=1000, pretrained=True)
 
 
-def test_top5_contains_the_right_class(imagenet_model) -> None:
+@pytest.mark.parametrize("arch", LITE_VARIANTS)
+def test_top5_contains_the_right_class(arch) -> None:
+    imagenet_model = create_model(arch, num_classes=1000, pretrained=True)
     # scikit-image gives RGB; the preprocessing contract takes OpenCV's BGR.
     frames = [getattr(skdata, name)()[:, :, ::-1] for name in EXPECTED]
     with torch.inference_mode():
