@@ -288,16 +288,21 @@ def _fit(model: ClassifierAdapter, optimizer: torch.optim.Optimizer, train: tupl
     record["best_val_accuracy_float16"] = evaluate_accuracy(model, *val)
     record.update(status="complete", seconds=round(time.monotonic() - started, 1))
     _write_sidecar(sidecar, record)
+    for rule in keep:  # a kept checkpoint is final only now: a later epoch could still have replaced it
+        kept_sidecar = kept_checkpoint_path(out, rule).with_suffix(".json")
+        _write_sidecar(kept_sidecar, {**json.loads(kept_sidecar.read_text()), "status": "complete"})
     return TrainResult(out, sidecar, list(record["val_accuracy"]), record["best_epoch"], best,
                        record["seconds"])
 
 
 def _keep_checkpoint(model: ClassifierAdapter, out: Path, record: dict, rule: str, epoch: int,
                      value: float) -> None:
-    """Write the extra checkpoint of `rule` and a complete sidecar of its own (loadable on its own)."""
+    """Write the extra checkpoint of `rule` and a sidecar of its own (loadable on its own). Its status is the
+    run's ("running") until training ends: `eval --seeds` must not take it as final while a later epoch can
+    still replace it."""
     path = kept_checkpoint_path(out, rule)
     _save_half(model, path)
-    own = {**record, "status": "complete", "checkpoint_rule": rule, "best_epoch": epoch,
+    own = {**record, "checkpoint_rule": rule, "best_epoch": epoch,
            f"best_{rule}": round(value, 6), "weights_sha256": sha256_file(path),
            "best_val_accuracy": record["val_accuracy"][epoch - 1]}
     _write_sidecar(path.with_suffix(".json"), own)

@@ -34,8 +34,25 @@ def test_val_loss_checkpoint_is_the_lowest_loss_epoch_and_loads_alone(two_epochs
     best = min(range(2), key=lambda i: meta["val_loss"][i]) + 1
     assert kept_meta["checkpoint_rule"] == "val_loss" and kept_meta["best_epoch"] == best
     assert kept_meta["weights_sha256"] == sha256_file(kept)
+    assert kept_meta["status"] == "complete"
     model, _ = load_classifier(kept)
     assert not model.training
+
+
+def test_val_loss_checkpoint_is_not_marked_final_while_training_runs(tmp_path: Path, monkeypatch) -> None:
+    """eval --seeds reuses a checkpoint whose sidecar says complete; mid-run the kept one can still change."""
+    from stream_monitor.training import train as train_module
+
+    written = []
+    real_write = train_module._write_sidecar
+    monkeypatch.setattr(train_module, "_write_sidecar",
+                        lambda path, record: (written.append((Path(path).name, record["status"])), real_write(path, record)))
+    split = _tiny(load_split(SPLIT_FILE), {"train": 2, "val": 1})
+    train_classifier(split, tmp_path / "tiny.pt", epochs=2, batch_size=4, seed=0, num_threads=1, progress=False,
+                     keep=("val_loss",))
+    kept_writes = [status for name, status in written if name == "tiny.val-loss.json"]
+    assert kept_writes[:-1] and all(status == "running" for status in kept_writes[:-1])
+    assert kept_writes[-1] == "complete"
 
 
 def test_sidecar_names_the_capture_recipe(two_epochs) -> None:
