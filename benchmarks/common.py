@@ -114,7 +114,9 @@ def add_seed_model_arguments(parser: Any) -> None:
     """--work-dir / --arch / --seeds / --epochs: the classifiers of a five-seed study (`stream-monitor train
     --arch A --split-seed S --epochs E --out <work-dir>/A_seed{S}_e{E}.pt`)."""
     parser.add_argument("--work-dir", type=Path, required=True, help="<arch>_seed{S}_e{E}.pt per seed")
-    parser.add_argument("--arch", default="efficientnet_lite0", help="the seed classifiers' architecture")
+    from stream_monitor.evaluation.seeds import SEED_ARCH
+
+    parser.add_argument("--arch", default=SEED_ARCH, help="the seed classifiers' architecture")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--epochs", type=int, default=20)
 

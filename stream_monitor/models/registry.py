@@ -18,6 +18,7 @@ import hashlib
 import json
 import pickle
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,7 @@ __all__ = ["ARCH_HELP", "create_model", "list_models", "load_checkpoint", "load_
            "read_state_dict", "sha256_file"]
 
 _BUILDERS: dict[str, Callable[[int, bool], ClassifierAdapter]] = {
-    **{name: (lambda num_classes, pretrained, name=name: build_efficientnet_lite(name, num_classes, pretrained))
-       for name in LITE_VARIANTS},
+    **{name: partial(build_efficientnet_lite, name) for name in LITE_VARIANTS},
     "resnet18": lambda num_classes, _pretrained: build_resnet18(num_classes),
     "deit_small_patch16_224": lambda num_classes, _pretrained: build_deit_small(num_classes),
 }
