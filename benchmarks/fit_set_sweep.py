@@ -65,6 +65,10 @@ def detectors() -> dict[str, object]:
     }
 
 
+def reads_block_stats(detector: object) -> bool:
+    return isinstance(detector, ZScoreFusion) or getattr(detector, "uses_block_stats", False)
+
+
 def grouped_halves(labels: np.ndarray, groups: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """ZScoreFusion's stratified halves drawn over source images (`groups`): every copy follows its source."""
     sources, first_index = np.unique(groups, return_index=True)
@@ -111,22 +115,35 @@ def hflip_features(model, paths: list[Path], batch: int = 24) -> np.ndarray:
     return np.concatenate(out)
 
 
-def seed_numbers(model, split) -> dict:
+def seed_features(model, split, cache: Path) -> dict[str, np.ndarray]:
+    """`[features | statistics]` of every image set the sweep reads, cached in `cache` (an .npz)."""
+    if cache.exists():
+        with np.load(cache) as stored:
+            return dict(stored)
+    validation, _ = ood_validation_split(split)
+    train, val = split.paths("train"), split.paths("val")
+    ood_val = [p for paths in validation.values() for p in paths]
+    out = {name: changed_features(model, paths, "none", with_stats=True)
+           for name, paths in (("train", train), ("val", val), ("ood_val", ood_val))}
+    out["train hflip"] = hflip_features(model, train)
+    for change in (c for c in CHANGES if c != "none"):
+        out[f"train {change}"] = changed_features(model, train, change, with_stats=True)
+        out[f"val {change}"] = changed_features(model, val, change, with_stats=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **out)
+    return out
+
+
+def seed_numbers(model, split, cache: Path) -> dict:
     """Validation numbers of every (candidate, detector) for one seed's classifier."""
     weight, bias = model.head_arrays()
-    validation, _ = ood_validation_split(split)
-    train, labels = split.paths("train"), np.asarray(split.labels("train"))
-    val = split.paths("val")
-    ood_val = [p for paths in validation.values() for p in paths]
+    labels = np.asarray(split.labels("train"))
     changes = [c for c in CHANGES if c != "none"]
-    feats = {name: changed_features(model, paths, "none", with_stats=True)
-             for name, paths in (("train", train), ("val", val), ("ood_val", ood_val))}
-    train_views = {"hflip": hflip_features(model, train)}
-    val_changed = {}
-    for change in changes:
-        train_views[change] = changed_features(model, train, change, with_stats=True)
-        val_changed[change] = changed_features(model, val, change, with_stats=True)
-    sources = np.arange(len(train))
+    stored = seed_features(model, split, cache)
+    feats = {name: stored[name] for name in ("train", "val", "ood_val")}
+    train_views = {"hflip": stored["train hflip"], **{c: stored[f"train {c}"] for c in changes}}
+    val_changed = {c: stored[f"val {c}"] for c in changes}
+    sources = np.arange(len(labels))
     fit_sets = {
         "plain": ["none"],
         "+hflip": ["none", "hflip"],
@@ -139,14 +156,15 @@ def seed_numbers(model, split) -> dict:
         y, groups = np.tile(labels, len(views)), np.tile(sources, len(views))
         for name, factory in detectors().items():
             det = factory()
+            width = x.shape[1] if reads_block_stats(det) else weight.shape[1]  # the feature alone: first D
             if isinstance(det, ZScoreFusion):
                 fit_grouped(det, x, y, groups, weight, bias)
             else:
-                det.fit(x, y, weight, bias)
-            val_scores = det.score(feats["val"])
-            m = evaluate(val_scores, det.score(feats["ood_val"]))
+                det.fit(x[:, :width], y, weight, bias)
+            val_scores = det.score(feats["val"][:, :width])
+            m = evaluate(val_scores, det.score(feats["ood_val"][:, :width]))
             threshold = threshold_at_tpr(val_scores, 0.95)
-            alerts = {c: float(np.mean(det.score(f) > threshold)) for c, f in val_changed.items()}
+            alerts = {c: float(np.mean(det.score(f[:, :width]) > threshold)) for c, f in val_changed.items()}
             out.setdefault(candidate, {})[name] = {"auroc": m.auroc, "fpr95": m.fpr95,
                                                    "clean_false_alerts": float(np.mean(val_scores > threshold)),
                                                    "false_alerts_after_change": alerts}
@@ -209,7 +227,8 @@ def main() -> None:
     for seed, split, model in seed_models(args):
         path = cache / f"seed{seed}.json"
         if not path.exists():
-            path.write_text(json.dumps(seed_numbers(model, split), indent=1))
+            features = Path(".cache/fit-set-sweep") / f"{args.arch}_seed{seed}.npz"
+            path.write_text(json.dumps(seed_numbers(model, split, features), indent=1))
             print(f"seed {seed} done", flush=True)
         per_seed[seed] = json.loads(path.read_text())
     text = report(per_seed, seeds)
