@@ -52,20 +52,32 @@ def nero_residual() -> NeroResidual:
     return NeroResidual()
 
 
-def _stratified_halves(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two index sets, each holding about half of every class (fixed seed)."""
+def _stratified_halves(labels: np.ndarray, seed: int,
+                       groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Two index sets, each holding about half of every class (fixed seed). With `groups` (one id per sample,
+    e.g. the source image of augmented copies) the halves are drawn over groups, so a group never spans both."""
+    labels = np.asarray(labels)
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    if groups.shape != labels.shape:
+        raise InputError(f"groups must give one id per train sample: {groups.shape} for {labels.shape} labels")
+    ids, first_index = np.unique(groups, return_index=True)
+    group_labels = labels[first_index]
+    if np.any(labels != group_labels[np.searchsorted(ids, groups)]):
+        raise InputError("every sample of a group must have the group's class")
     rng = np.random.default_rng(seed)
     first = []
-    for c in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == c))
+    for c in np.unique(group_labels):
+        members = rng.permutation(ids[group_labels == c])
         first.extend(members[: len(members) // 2])
-    mask = np.zeros(len(labels), dtype=bool)
-    mask[first] = True
+    mask = np.isin(groups, first)
     return np.flatnonzero(mask), np.flatnonzero(~mask)
 
 
 class ZScoreFusion:
-    """Sum of component scores, each standardised by its out-of-fold ID train mean and std."""
+    """Sum of component scores, each standardised by its out-of-fold ID train mean and std.
+
+    `fit(..., groups=...)` keeps augmented copies of one train image in the same half (see
+    `_stratified_halves`): a copy scored by a detector fitted on its own original would look too normal."""
 
     def __init__(self, components: Sequence[Factory], names: Sequence[str] = (), seed: int = 0) -> None:
         if len(components) < 2:
@@ -74,9 +86,10 @@ class ZScoreFusion:
         self.names = list(names) or [f"component{i}" for i in range(len(components))]
         self.seed = seed
 
-    def fit(self, features: np.ndarray, labels: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> "ZScoreFusion":
+    def fit(self, features: np.ndarray, labels: np.ndarray, weight: np.ndarray, bias: np.ndarray,
+            groups: np.ndarray | None = None) -> "ZScoreFusion":
         features, labels = np.asarray(features, np.float64), np.asarray(labels)
-        a, b = _stratified_halves(labels, self.seed)
+        a, b = _stratified_halves(labels, self.seed, groups)
         if min(len(a), len(b)) < 2:
             raise InputError("a fusion needs at least 4 train samples to standardise out of fold")
         self.feature_dim_ = int(np.shape(weight)[1])

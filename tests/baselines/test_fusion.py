@@ -93,3 +93,47 @@ def test_a_seed_report_is_reused_only_for_the_same_weights_and_sets(tmp_path) ->
     assert _finished_report(tmp_path, "abd", ["cvc", "hk-polyp"]) is None  # other weights
     assert _finished_report(tmp_path, "abc", ["cvc", "hk-polyp", "new-set"]) is None  # an OOD set was added
     assert _finished_report(tmp_path / "missing", "abc", ["cvc"]) is None
+
+
+def test_halves_without_groups_are_the_per_sample_halves(toy) -> None:
+    """groups=None must draw exactly the halves of one group per sample (the bundled fusion's statistics)."""
+    plain = _stratified_halves(toy.train_labels, 0)
+    explicit = _stratified_halves(toy.train_labels, 0, np.arange(len(toy.train_labels)))
+    for got, expected in zip(plain, explicit):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_grouped_halves_keep_every_copy_with_its_source(toy) -> None:
+    n = len(toy.train_labels)
+    labels, groups = np.tile(toy.train_labels, 3), np.tile(np.arange(n), 3)
+    a, b = _stratified_halves(labels, 0, groups)
+    assert not set(groups[a]) & set(groups[b])
+    assert len(a) + len(b) == 3 * n
+    for c in np.unique(toy.train_labels):  # still stratified: about half of every class's sources per side
+        sources = np.flatnonzero(toy.train_labels == c)
+        assert len(set(groups[a]) & set(sources)) == len(sources) // 2
+
+
+def test_zscore_with_groups_standardises_copies_out_of_fold(toy) -> None:
+    """Exact copies of the train set: without groups about half the copies have their twin in the other half,
+    where KNN (k = 1) finds it at distance 0, so the held-out scores look too normal; with groups they are
+    the out-of-fold scores of source images the fitted half never saw."""
+    x, y, w, bias = toy.train_features, toy.train_labels, toy.weight, toy.bias
+    doubled, labels, groups = np.vstack([x, x]), np.r_[y, y], np.r_[np.arange(len(y)), np.arange(len(y))]
+    knn = lambda: create_baseline("knn", k=1)  # noqa: E731
+    grouped = ZScoreFusion([knn, nero_residual]).fit(doubled, labels, w, bias, groups=groups)
+    leaky = ZScoreFusion([knn, nero_residual]).fit(doubled, labels, w, bias)
+    assert leaky.mean_[0] < 0.7 * grouped.mean_[0]
+    a, b = _stratified_halves(labels, 0, groups)
+    held = np.r_[knn().fit(doubled[a], labels[a], w, bias).score(doubled[b]),
+                 knn().fit(doubled[b], labels[b], w, bias).score(doubled[a])]
+    assert grouped.mean_[0] == pytest.approx(held.mean(), rel=1e-12)
+
+
+def test_groups_must_match_the_samples_and_their_classes(toy) -> None:
+    y = toy.train_labels
+    with pytest.raises(InputError, match="one id per train sample"):
+        _stratified_halves(y, 0, np.arange(len(y) - 1))
+    mixed = np.zeros(len(y), dtype=int)  # one group holding every class
+    with pytest.raises(InputError, match="group's class"):
+        _stratified_halves(y, 0, mixed)
