@@ -22,7 +22,8 @@ saving, not discovered when loading.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from ..models.block_stats import STATS_BLOCK
 from ..nero import NeroDetector
 from ..nero.functional import PCA
 from . import BASELINES, create_baseline
-from .fusion import fusion_factories, needs_block_stats
+from .fusion import ZScoreFusion, fusion_factories, needs_block_stats
 
 __all__ = ["AlertDetector", "fit_alert_detector", "load_alert_detector", "save_with_alert_detector",
            "servable_detectors"]
@@ -69,6 +70,7 @@ class AlertDetector:
     options: dict[str, Any]
     detector: Any
     calibration: Calibration
+    fit_changes: list[str] = field(default_factory=list)  # train copies after these capture changes ([]: none)
 
     @property
     def threshold(self) -> float:
@@ -98,13 +100,21 @@ class AlertDetector:
 
 def fit_alert_detector(name: str, train_features: np.ndarray, train_labels: np.ndarray, weight: np.ndarray,
                        bias: np.ndarray, validation_features: np.ndarray, target_tpr: float = 0.95,
+                       groups: np.ndarray | None = None, fit_changes: Sequence[str] = (),
                        **options: Any) -> AlertDetector:
     """Fit `name` on ID train features and calibrate its threshold on ID validation features (the same
-    rule as NERO's: `target_tpr` of the validation frames score at or below it; calibration.py)."""
+    rule as NERO's: `target_tpr` of the validation frames score at or below it; calibration.py).
+
+    When the train set holds transformed copies of the train images (`fit_changes`: the capture changes
+    applied), `groups` names each row's source image; a fusion then standardises out of fold by source
+    (fusion.ZScoreFusion), and single detectors, which keep no out-of-fold statistics, ignore it."""
     detector = _new_detector(name, options)
-    detector.fit(train_features, train_labels, weight, bias)
+    if groups is not None and isinstance(detector, ZScoreFusion):
+        detector.fit(train_features, train_labels, weight, bias, groups=groups)
+    else:
+        detector.fit(train_features, train_labels, weight, bias)
     calibration = calibrate_threshold(detector.score(np.asarray(validation_features, np.float64)), target_tpr)
-    return AlertDetector(name, dict(options), detector, calibration)
+    return AlertDetector(name, dict(options), detector, calibration, list(fit_changes))
 
 
 # ------------------------------------------------------------------ state capture
@@ -185,7 +195,7 @@ def save_with_alert_detector(path: str | os.PathLike, nero: NeroDetector, alert:
     arrays, meta = nero.to_state()
     arrays.update({_PREFIX + name: value for name, value in alert_arrays.items()})
     meta[_META_KEY] = {"name": alert.name, "options": alert.options, "state": state,
-                       "calibration": alert.calibration.to_dict()}
+                       "calibration": alert.calibration.to_dict(), "fit_changes": list(alert.fit_changes)}
     if alert.needs_block_stats:  # which block's statistics it was fitted on: a later default must not mismatch
         meta[_META_KEY]["stats_block"] = STATS_BLOCK
     return artifact.write_artifact(path, arrays, meta)
@@ -209,4 +219,5 @@ def load_alert_detector(path: str | os.PathLike) -> AlertDetector | None:
     except (InputError, KeyError, TypeError) as exc:
         raise ArtifactError(f"{path}: its alert detector is unreadable ({exc}); re-fit it with "
                             "`stream-monitor fit --alert-detector NAME`") from exc
-    return AlertDetector(spec["name"], dict(spec.get("options", {})), detector, calibration)
+    return AlertDetector(spec["name"], dict(spec.get("options", {})), detector, calibration,
+                         list(spec.get("fit_changes", [])))

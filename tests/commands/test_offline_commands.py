@@ -125,6 +125,43 @@ def test_fit_can_calibrate_the_alert_over_the_capture_chain(fitted, tiny_model, 
     assert nero.calibration.changes == chain.calibration.changes and nero.threshold >= NeroDetector.load(fitted).threshold
 
 
+def test_fit_can_fit_the_alert_over_the_capture_chain(fitted, tiny_model, tiny_split, tmp_path):
+    """`--fit-over capture-chain`: the served fusion is exactly the one fitted on the train frames plus a copy of
+    each after every benign change, standardised out of fold by source image; NERO's arrays stay the clean fit."""
+    from stream_monitor.baselines.fusion import ZScoreFusion, fusion_factories
+    from stream_monitor.baselines.serving import load_alert_detector
+    from stream_monitor.data.split import load_split
+    from stream_monitor.evaluation.benign_changes import CHANGES, changed_features
+
+    name = "fusion z(neco)+z(bstats)"
+    out = tmp_path / "fit-over.npz"
+    assert main(["fit", "--model", str(tiny_model), "--split", str(tiny_split), "--mode", "robust",
+                 "--set", "centroids_per_class=1", "--alert-detector", name, "--no-cache",
+                 "--fit-over", "capture-chain", "--out", str(out)]) == 0
+    alert = load_alert_detector(out)
+    changes = [c for c in CHANGES if c != "none"]
+    assert alert.fit_changes == changes
+    model, _ = load_classifier(tiny_model)
+    split = load_split(tiny_split)
+    train, labels = split.paths("train"), np.asarray(split.labels("train"))
+    stacked = np.vstack([changed_features(model, train, c, with_stats=True) for c in ["none", *changes]])
+    views = len(changes) + 1
+    expected = fusion_factories()[name]()
+    assert isinstance(expected, ZScoreFusion)
+    expected.fit(stacked.astype(np.float64), np.tile(labels, views), *model.head_arrays(),
+                 groups=np.tile(np.arange(len(labels)), views))
+    val = changed_features(model, split.paths("val"), "none", with_stats=True)
+    np.testing.assert_allclose(alert.score(val), expected.score(val), rtol=1e-5, atol=1e-6)
+    assert NeroDetector.load(out).threshold == NeroDetector.load(fitted).threshold
+
+
+def test_fit_over_the_capture_chain_needs_an_alert_detector(tiny_model, tiny_split, tmp_path, capsys):
+    code = main(["fit", "--model", str(tiny_model), "--split", str(tiny_split), "--fit-over", "capture-chain",
+                 "--out", str(tmp_path / "nero.npz")])
+    assert code != 0 and "--alert-detector" in capsys.readouterr().err
+    assert not (tmp_path / "nero.npz").exists()
+
+
 def test_explain_writes_figures_and_parts(fitted, tiny_model, tmp_path, capsys):
     images = sorted((HYPERKVASIR / "polyp").glob("*.jpg"))[:2]
     out = tmp_path / "why"
