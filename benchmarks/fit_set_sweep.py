@@ -69,35 +69,6 @@ def reads_block_stats(detector: object) -> bool:
     return isinstance(detector, ZScoreFusion) or getattr(detector, "uses_block_stats", False)
 
 
-def grouped_halves(labels: np.ndarray, groups: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """ZScoreFusion's stratified halves drawn over source images (`groups`): every copy follows its source."""
-    sources, first_index = np.unique(groups, return_index=True)
-    source_labels = labels[first_index]
-    rng = np.random.default_rng(seed)
-    first = []
-    for c in np.unique(source_labels):
-        members = rng.permutation(sources[source_labels == c])
-        first.extend(members[: len(members) // 2])
-    mask = np.isin(groups, first)
-    return np.flatnonzero(mask), np.flatnonzero(~mask)
-
-
-def fit_grouped(fusion: ZScoreFusion, x: np.ndarray, labels: np.ndarray, groups: np.ndarray,
-                weight: np.ndarray, bias: np.ndarray) -> ZScoreFusion:
-    """ZScoreFusion.fit with the halves of `grouped_halves` (same standardisation otherwise)."""
-    a, b = grouped_halves(labels, groups, fusion.seed)
-    fusion.feature_dim_ = int(np.shape(weight)[1])
-    fusion.mean_, fusion.std_, fusion.detectors_ = [], [], []
-    for factory in fusion.components:
-        view = fusion._view(factory(), x)
-        held_out = np.concatenate([factory().fit(view[a], labels[a], weight, bias).score(view[b]),
-                                   factory().fit(view[b], labels[b], weight, bias).score(view[a])])
-        fusion.mean_.append(float(np.mean(held_out)))
-        fusion.std_.append(float(np.std(held_out)) or 1.0)
-        fusion.detectors_.append(factory().fit(view, labels, weight, bias))
-    return fusion
-
-
 def hflip_features(model, paths: list[Path], batch: int = 24) -> np.ndarray:
     """`changed_features` of the mirrored images (live path: scope mask, resize; `[features | statistics]`)."""
     from stream_monitor.capture.scope_mask import ScopeMasker
@@ -157,8 +128,8 @@ def seed_numbers(model, split, cache: Path) -> dict:
         for name, factory in detectors().items():
             det = factory()
             width = x.shape[1] if reads_block_stats(det) else weight.shape[1]  # the feature alone: first D
-            if isinstance(det, ZScoreFusion):
-                fit_grouped(det, x, y, groups, weight, bias)
+            if isinstance(det, ZScoreFusion):  # out-of-fold halves by source image: copies follow their original
+                det.fit(x, y, weight, bias, groups=groups)
             else:
                 det.fit(x[:, :width], y, weight, bias)
             val_scores = det.score(feats["val"][:, :width])

@@ -1,6 +1,8 @@
 """What an alert threshold costs and buys, over split seeds: the share of frames each threshold flags, ID test
 and every OOD set, for two artifacts per seed (e.g. the clean and the capture-chain calibration of
-`stream-monitor fit --calibrate-over`). AUROC and FPR95 do not depend on the threshold; this does.
+`stream-monitor fit --calibrate-over`). AUROC and FPR95 do not depend on the threshold; this does. Beside it, the
+AUROC / FPR95 (paper convention) of each artifact's alert score, every OOD set against the ID test part, so that two
+artifacts fitted differently (`stream-monitor fit --fit-over`) are compared on the same test sets.
 
     python benchmarks/operating_point.py --work-dir runs/seeds-e20 \
         --artifacts clean=runs/benign-seeds-bstats/paper-seed{S}.npz \
@@ -31,6 +33,7 @@ from stream_monitor.baselines.serving import load_alert_detector  # noqa: E402
 from stream_monitor.data.features import default_cache_dir, extract_paths, model_fingerprint  # noqa: E402
 from stream_monitor.data.images import list_images  # noqa: E402
 from stream_monitor.evaluation.datasets import SHARED_DATA, ood_validation_split  # noqa: E402
+from stream_monitor.evaluation.ood_metrics import evaluate  # noqa: E402
 
 
 def sets_for(split) -> dict[str, list[Path]]:
@@ -56,6 +59,7 @@ def main() -> None:
     labelled = dict(a.split("=", 1) for a in args.artifacts)
     shares: dict[str, dict[str, list[float]]] = {}
     thresholds: dict[str, list[float]] = {}
+    separation: dict[str, dict[str, dict[str, list[float]]]] = {}
     for seed, split, model in seed_models(args):
         fingerprint = model_fingerprint(model)
         features = {name: extract_paths(model, paths, name, default_cache_dir(), fingerprint, progress=False)
@@ -63,12 +67,19 @@ def main() -> None:
         for label, pattern in labelled.items():
             alert = load_alert_detector(Path(pattern.replace("{S}", str(seed))))
             thresholds.setdefault(label, []).append(alert.threshold)
-            for name, extracted in features.items():
-                x = extracted.extended() if alert.needs_block_stats else extracted.features
-                shares.setdefault(label, {}).setdefault(name, []).append(float(np.mean(alert.score(x) > alert.threshold)))
+            scores = {name: alert.score(extracted.extended() if alert.needs_block_stats else extracted.features)
+                      for name, extracted in features.items()}
+            for name, values in scores.items():
+                shares.setdefault(label, {}).setdefault(name, []).append(float(np.mean(values > alert.threshold)))
+                if name != "ID test":
+                    m = evaluate(scores["ID test"], values)
+                    cell = separation.setdefault(label, {}).setdefault(name, {"auroc": [], "fpr95": []})
+                    cell["auroc"].append(m.auroc)
+                    cell["fpr95"].append(m.fpr95)
         print(f"seed {seed} done", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    payload = {"seeds": args.seeds, "artifacts": labelled, "thresholds": thresholds, "share_flagged": shares}
+    payload = {"seeds": args.seeds, "artifacts": labelled, "thresholds": thresholds, "share_flagged": shares,
+               "against_id_test": separation}
     (args.out / "operating_point.json").write_text(json.dumps(payload, indent=1) + "\n")
     labels = list(labelled)
     lines = [f"# Share of frames flagged at each threshold, seeds {args.seeds}", "",
@@ -79,6 +90,15 @@ def main() -> None:
     for name in shares[labels[0]]:
         cells = [f"{100 * np.mean(shares[k][name]):.1f} ({100 * min(shares[k][name]):.1f}-{100 * max(shares[k][name]):.1f})"
                  for k in labels]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "AUROC / FPR95 (%, paper convention) of each artifact's alert score against the ID test part, "
+              "mean ± std over seeds (threshold-free):", "",
+              "| set | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+    for name in separation[labels[0]]:
+        cells = []
+        for k in labels:
+            a, f = 100 * np.array(separation[k][name]["auroc"]), 100 * np.array(separation[k][name]["fpr95"])
+            cells.append(f"{a.mean():.1f} ± {a.std():.1f} / {f.mean():.1f} ± {f.std():.1f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     (args.out / "operating_point.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
