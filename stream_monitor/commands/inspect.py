@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  alert       {served['name']} {json.dumps(served.get('options') or {})}: threshold "
               f"{scal['threshold']:.6g} at ID TPR {scal['target_tpr']:.0%} (achieved {scal['achieved_tpr']:.1%}"
               f"{_over_changes(scal)}); NERO above explains each frame")
+        if served.get("fit_changes"):  # stream-monitor fit --fit-over capture-chain
+            print(f"  alert fit   the train frames and a copy of each after every one of "
+                  f"{len(served['fit_changes'])} capture-chain changes")
     if meta.get("site_model"):
         print("  site model  enrolled (stream-monitor enroll --site-model)")
     return 0

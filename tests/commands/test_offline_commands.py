@@ -125,7 +125,7 @@ def test_fit_can_calibrate_the_alert_over_the_capture_chain(fitted, tiny_model, 
     assert nero.calibration.changes == chain.calibration.changes and nero.threshold >= NeroDetector.load(fitted).threshold
 
 
-def test_fit_can_fit_the_alert_over_the_capture_chain(fitted, tiny_model, tiny_split, tmp_path):
+def test_fit_can_fit_the_alert_over_the_capture_chain(fitted, tiny_model, tiny_split, tmp_path, capsys):
     """`--fit-over capture-chain`: the served fusion is exactly the one fitted on the train frames plus a copy of
     each after every benign change, standardised out of fold by source image; NERO's arrays stay the clean fit."""
     from stream_monitor.baselines.fusion import ZScoreFusion, fusion_factories
@@ -153,6 +153,10 @@ def test_fit_can_fit_the_alert_over_the_capture_chain(fitted, tiny_model, tiny_s
     val = changed_features(model, split.paths("val"), "none", with_stats=True)
     np.testing.assert_allclose(alert.score(val), expected.score(val), rtol=1e-5, atol=1e-6)
     assert NeroDetector.load(out).threshold == NeroDetector.load(fitted).threshold
+    capsys.readouterr()
+    assert main(["inspect", str(out)]) == 0
+    fit_line = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("alert fit")]
+    assert fit_line and f"after every one of {len(changes)} capture-chain changes" in fit_line[0]
 
 
 def test_fit_over_the_capture_chain_needs_an_alert_detector(tiny_model, tiny_split, tmp_path, capsys):
