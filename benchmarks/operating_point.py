@@ -92,13 +92,14 @@ def main() -> None:
                  for k in labels]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "AUROC / FPR95 (%, paper convention) of each artifact's alert score against the ID test part, "
-              "mean ± std over seeds (threshold-free):", "",
+              "mean ± std over seeds (sample std, as `eval --seeds`; two decimals, so that a mean just under a "
+              "target does not print as on it; threshold-free):", "",
               "| set | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
     for name in separation[labels[0]]:
         cells = []
         for k in labels:
             a, f = 100 * np.array(separation[k][name]["auroc"]), 100 * np.array(separation[k][name]["fpr95"])
-            cells.append(f"{a.mean():.1f} ± {a.std():.1f} / {f.mean():.1f} ± {f.std():.1f}")
+            cells.append(f"{a.mean():.2f} ± {a.std(ddof=1):.2f} / {f.mean():.2f} ± {f.std(ddof=1):.2f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     (args.out / "operating_point.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
