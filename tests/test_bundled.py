@@ -32,3 +32,16 @@ def test_bundled_detector_separates_real_polyps_from_real_normal_views():
     ood_scores = det.score(extract_paths(model, polyps, "ood", progress=False).features)
     assert auroc(id_scores, ood_scores) >= 0.8
     assert np.mean(id_scores > det.threshold) <= 0.25
+
+
+def test_bundled_alert_is_fitted_and_calibrated_over_the_capture_chain():
+    """What the model card says ships: the five-seed rules chose the capture-chain fit set
+    (docs/results/fit-set-sweep) and the capture-chain calibration (docs/results/detection-quality.md)."""
+    from stream_monitor.baselines.serving import load_alert_detector
+    from stream_monitor.evaluation.benign_changes import CHANGES
+
+    alert = load_alert_detector(bundled.DETECTOR)
+    assert alert is not None and alert.name == "fusion z(neco)+z(bstats)"
+    every_change = [c for c in CHANGES if c != "none"]
+    assert alert.fit_changes == every_change
+    assert alert.calibration.changes == every_change
