@@ -133,3 +133,19 @@ def seed_models(args: Any):  # type: ignore[no-untyped-def]
         split = base if seed == base.seed else resplit(base, seed)
         model, _ = load_classifier(seed_checkpoint(args.work_dir, args.arch, seed, args.epochs))
         yield seed, split, model.eval()
+
+
+def parse_seed_sweep_arguments(doc: str) -> Any:
+    """The command line of a validation sweep over seed models: the seed-model arguments and --out (its
+    folder); the module docstring is the help. One torch thread, as every sweep result was measured."""
+    import argparse
+
+    import torch
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc)
+    add_seed_model_arguments(parser)
+    parser.add_argument("--out", type=Path, required=True, help="folder for the sweep's tables")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    return args

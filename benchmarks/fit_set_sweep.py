@@ -30,9 +30,9 @@ writes the tables.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import add_seed_model_arguments, seed_models  # noqa: E402
+from common import parse_seed_sweep_arguments, seed_models  # noqa: E402
 
 from stream_monitor.baselines import create_baseline  # noqa: E402
 from stream_monitor.baselines.block_stats import BlockStatsMahalanobis  # noqa: E402
@@ -175,7 +175,7 @@ def report(per_seed: dict[int, dict], seeds: list[int]) -> str:
              "|---|---|---:|---:|---:|---|"]
     for candidate in CANDIDATES:
         for name, row in table[candidate].items():
-            common = max(set(row["worst_change"]), key=row["worst_change"].count)
+            common = Counter(row["worst_change"]).most_common(1)[0][0]  # ties: the first seed's (deterministic)
             lines.append(f"| {candidate} | {name} | {pct(row['auroc'])} | {pct(row['fpr95'])} | "
                          f"{pct(row['worst'])} | {common} (most seeds) |")
     lines += ["", f"Rule: mean validation AUROC of `{RULE_DETECTOR}` per fit set:", *means, "",
@@ -185,12 +185,7 @@ def report(per_seed: dict[int, dict], seeds: list[int]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    add_seed_model_arguments(parser)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    args = parse_seed_sweep_arguments(__doc__)
     cache = args.out / "per_seed"
     cache.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -17,18 +17,16 @@ Reads the per-seed features `benchmarks/fit_set_sweep.py` caches (.cache/fit-set
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import add_seed_model_arguments, seed_models  # noqa: E402
+from common import parse_seed_sweep_arguments, seed_models  # noqa: E402
 from fit_set_sweep import seed_features  # noqa: E402
 
 from stream_monitor.baselines import create_baseline  # noqa: E402
@@ -48,12 +46,7 @@ def fusion(shrinkage: float) -> ZScoreFusion:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    add_seed_model_arguments(parser)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    args = parse_seed_sweep_arguments(__doc__)
     changes = [c for c in CHANGES if c != "none"]
     table: dict[str, dict[str, list[float]]] = {}
     for seed, split, model in seed_models(args):
