@@ -48,6 +48,20 @@ def sets_for(split) -> dict[str, list[Path]]:
     return out
 
 
+def separation_table(separation: dict, columns: dict[str, str]) -> list[str]:
+    """Markdown rows of AUROC / FPR95 per set ({column key: {set: {"auroc": [...], "fpr95": [...]}}}, one value per
+    seed), mean ± sample std over seeds in %, two decimals; `columns` maps each key to its header."""
+    keys = list(columns)
+    lines = ["| set | " + " | ".join(columns.values()) + " |", "|---|" + "---:|" * len(keys)]
+    for name in separation[keys[0]]:
+        cells = []
+        for k in keys:
+            a, f = 100 * np.array(separation[k][name]["auroc"]), 100 * np.array(separation[k][name]["fpr95"])
+            cells.append(f"{a.mean():.2f} ± {a.std(ddof=1):.2f} / {f.mean():.2f} ± {f.std(ddof=1):.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_seed_model_arguments(parser)
@@ -94,13 +108,7 @@ def main() -> None:
     lines += ["", "AUROC / FPR95 (%, paper convention) of each artifact's alert score against the ID test part, "
               "mean ± std over seeds (sample std, as `eval --seeds`; two decimals, so that a mean just under a "
               "target does not print as on it; threshold-free):", "",
-              "| set | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
-    for name in separation[labels[0]]:
-        cells = []
-        for k in labels:
-            a, f = 100 * np.array(separation[k][name]["auroc"]), 100 * np.array(separation[k][name]["fpr95"])
-            cells.append(f"{a.mean():.2f} ± {a.std(ddof=1):.2f} / {f.mean():.2f} ± {f.std(ddof=1):.2f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+              *separation_table(separation, {k: k for k in labels})]
     (args.out / "operating_point.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import parse_seed_sweep_arguments, seed_models  # noqa: E402
 from fit_set_sweep import seed_features  # noqa: E402
-from operating_point import sets_for  # noqa: E402
+from operating_point import separation_table, sets_for  # noqa: E402
 from shrinkage_sweep import fusion  # noqa: E402
 
 from stream_monitor.data.features import default_cache_dir, extract_paths, model_fingerprint  # noqa: E402
@@ -69,13 +69,7 @@ def main() -> None:
              "Read after the validation verdict (sweep.md), never by a rule. The shipped fusion fitted over the capture "
              "chain with each λ; AUROC / FPR95 (%, paper convention) against the seed's ID test part, mean ± sample "
              "std over seeds, two decimals. Regenerate: docstring of benchmarks/shrinkage_test_report.py.", "",
-             "| set | " + " | ".join(f"λ = {k}" for k in labels_) + " |", "|---|" + "---:|" * len(labels_)]
-    for name in table[labels_[0]]:
-        cells = []
-        for k in labels_:
-            a, f = 100 * np.array(table[k][name]["auroc"]), 100 * np.array(table[k][name]["fpr95"])
-            cells.append(f"{a.mean():.2f} ± {a.std(ddof=1):.2f} / {f.mean():.2f} ± {f.std(ddof=1):.2f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+             *separation_table(table, {k: f"λ = {k}" for k in labels_})]
     (args.out / "test_report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
