@@ -36,7 +36,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -69,21 +68,9 @@ def reads_block_stats(detector: object) -> bool:
     return isinstance(detector, ZScoreFusion) or getattr(detector, "uses_block_stats", False)
 
 
-def hflip_features(model, paths: list[Path], batch: int = 24) -> np.ndarray:
-    """`changed_features` of the mirrored images (live path: scope mask, resize; `[features | statistics]`)."""
-    from stream_monitor.capture.scope_mask import ScopeMasker
-    from stream_monitor.data.images import read_image
-    from stream_monitor.models.block_stats import forward_with_stats
-    from stream_monitor.preprocess import preprocess_batch
-
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(paths), batch):
-            frames = [np.ascontiguousarray(read_image(p)[:, ::-1]) for p in paths[start:start + batch]]
-            images = torch.from_numpy(preprocess_batch([ScopeMasker("auto").apply(f) for f in frames]))
-            features, _, stats = forward_with_stats(model, images)
-            out.append(torch.cat([features, stats], dim=1).float().numpy())
-    return np.concatenate(out)
+def mirrored(frames: list[np.ndarray]) -> list[np.ndarray]:
+    """The `+hflip` copies: each frame mirrored left-right (a change function for `changed_features`)."""
+    return [np.ascontiguousarray(f[:, ::-1]) for f in frames]
 
 
 def seed_features(model, split, cache: Path) -> dict[str, np.ndarray]:
@@ -96,7 +83,7 @@ def seed_features(model, split, cache: Path) -> dict[str, np.ndarray]:
     ood_val = [p for paths in validation.values() for p in paths]
     out = {name: changed_features(model, paths, "none", with_stats=True)
            for name, paths in (("train", train), ("val", val), ("ood_val", ood_val))}
-    out["train hflip"] = hflip_features(model, train)
+    out["train hflip"] = changed_features(model, train, mirrored, with_stats=True)
     for change in (c for c in CHANGES if c != "none"):
         out[f"train {change}"] = changed_features(model, train, change, with_stats=True)
         out[f"val {change}"] = changed_features(model, val, change, with_stats=True)

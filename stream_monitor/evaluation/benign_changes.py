@@ -138,20 +138,23 @@ CHANGES: dict[str, Callable[[Frames], Frames]] = {
 """Name -> change, in the order the report lists them; "none" is the unchanged reference."""
 
 
-def changed_images(paths, change: str):  # type: ignore[no-untyped-def]
-    """(N, 3, 224, 224) float32 tensor: the images at `paths` after `change`, taken the live path's way
-    (ScopeMasker("auto") per image, then the resize and normalisation of preprocess_batch)."""
+def changed_images(paths, change: str | Callable[[Frames], Frames]):  # type: ignore[no-untyped-def]
+    """(N, 3, 224, 224) float32 tensor: the images at `paths` after `change` (a name of CHANGES, or any
+    frames → frames function), taken the live path's way (ScopeMasker("auto") per image, then the resize and
+    normalisation of preprocess_batch)."""
     import torch
 
     from ..capture.scope_mask import ScopeMasker
     from ..data.images import read_image
     from ..preprocess import preprocess_batch
 
-    frames = CHANGES[change]([read_image(p) for p in paths])
+    apply = CHANGES[change] if isinstance(change, str) else change
+    frames = apply([read_image(p) for p in paths])
     return torch.from_numpy(preprocess_batch([ScopeMasker("auto").apply(f) for f in frames]))
 
 
-def changed_features(model, paths, change: str, with_stats: bool = False, batch: int = 24) -> np.ndarray:
+def changed_features(model, paths, change: str | Callable[[Frames], Frames], with_stats: bool = False,
+                     batch: int = 24) -> np.ndarray:
     """(N, D) float32 pooled features of the images at `paths` after `change` (`changed_images`, then the
     model); with `with_stats`, (N, D + S) `[features | block statistics]` (models/block_stats.py)."""
     import torch
