@@ -16,7 +16,8 @@ Nothing OOD is used to fit either.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -154,10 +155,11 @@ class WhitenedRelevanceDistance:
         return distances.min(axis=1)
 
 
-def _part_factories() -> dict[str, Factory]:
-    return {"nero-r": nero_residual, "neco": lambda: create_baseline("neco"), "knn": lambda: create_baseline("knn"),
-            "residual": lambda: create_baseline("residual"), "rmds": lambda: create_baseline("rmds"),
-            "wrel": lambda: WhitenedRelevanceDistance(50), "bstats": BlockStatsMahalanobis}
+def _part_factories() -> dict[str, Callable[..., Any]]:
+    """Each fusion component by name → its constructor (keyword options, e.g. bstats(shrinkage=0.3))."""
+    return {"nero-r": nero_residual, "neco": partial(create_baseline, "neco"), "knn": partial(create_baseline, "knn"),
+            "residual": partial(create_baseline, "residual"), "rmds": partial(create_baseline, "rmds"),
+            "wrel": WhitenedRelevanceDistance, "bstats": BlockStatsMahalanobis}
 
 
 FUSION_COMBOS: tuple[tuple[str, ...], ...] = (
@@ -171,6 +173,11 @@ BLOCK_STATS = "block_stats_mahalanobis"
 """The block-statistics Mahalanobis alone (baselines/block_stats.py)."""
 
 
+def is_zscore_fusion(name: str) -> bool:
+    """Whether `name` is a z-score fusion (its options are given per component)."""
+    return any(fusion_name(combo) == name for combo in FUSION_COMBOS)
+
+
 def needs_block_stats(name: str) -> bool:
     """Whether the detector named `name` reads the extended features `[feature | block statistics]`."""
     return name == BLOCK_STATS or "z(bstats)" in name
@@ -182,10 +189,47 @@ def fusion_name(combo: Sequence[str]) -> str:
 
 
 def fusion_factories() -> dict[str, Factory]:
-    """Every fusion by its report name → a factory of a new, unfitted one."""
+    """Every fusion by its report name → a factory of a new, unfitted one (default options)."""
     parts = _part_factories()
     out: dict[str, Factory] = {WHITENED_DISTANCE: lambda: WhitenedRelevanceDistance(50),
                                BLOCK_STATS: BlockStatsMahalanobis}
     for combo in FUSION_COMBOS:
         out[fusion_name(combo)] = lambda c=combo: ZScoreFusion([parts[name] for name in c], c)
     return out
+
+
+def create_fusion(name: str, options: Mapping[str, Any] | None = None) -> Any:
+    """A new, unfitted fusion `name` with constructor options.
+
+    For a z-score fusion, `options` maps a component to its own options, e.g.
+    `create_fusion("fusion z(neco)+z(bstats)", {"bstats": {"shrinkage": 0.3}})`; for the single-detector
+    fusions (`nero_whitened_distance`, `block_stats_mahalanobis`) it holds the constructor's keyword
+    options. Unknown names, components or options raise `InputError` here, not at fit time."""
+    options = dict(options or {})
+    factories = fusion_factories()
+    if name not in factories:
+        raise InputError(f"unknown fusion {name!r}; known: {', '.join(sorted(factories))}")
+    if not is_zscore_fusion(name):  # a single detector: its own keyword options
+        cls = {WHITENED_DISTANCE: WhitenedRelevanceDistance, BLOCK_STATS: BlockStatsMahalanobis}[name]
+        return _construct(cls, options, name)
+    combo = next(c for c in FUSION_COMBOS if fusion_name(c) == name)
+    unknown = sorted(set(options) - set(combo))
+    if unknown:
+        raise InputError(f"the fusion {name!r} has no component {unknown[0]!r}; its components: {', '.join(combo)}")
+    parts = _part_factories()
+    factories_with_options = []
+    for part in combo:
+        part_options = options.get(part, {})
+        if not isinstance(part_options, Mapping):
+            raise InputError(f"options of the component {part!r} must be a mapping of option → value, "
+                             f"e.g. {{{part!r}: {{'shrinkage': 0.3}}}}; got {part_options!r}")
+        _construct(parts[part], part_options, part)  # validate now
+        factories_with_options.append(partial(parts[part], **part_options))
+    return ZScoreFusion(factories_with_options, combo)
+
+
+def _construct(factory: Callable[..., Any], options: Mapping[str, Any], name: str) -> Any:
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise InputError(f"bad options for {name!r}: {exc}") from exc

@@ -36,9 +36,9 @@ from ..models.block_stats import STATS_BLOCK
 from ..nero import NeroDetector
 from ..nero.functional import PCA
 from . import BASELINES, create_baseline
-from .fusion import ZScoreFusion, fusion_factories, needs_block_stats
+from .fusion import ZScoreFusion, create_fusion, fusion_factories, needs_block_stats
 
-__all__ = ["AlertDetector", "fit_alert_detector", "load_alert_detector", "save_with_alert_detector",
+__all__ = ["AlertDetector", "fit_alert_detector", "load_alert_detector", "new_detector", "save_with_alert_detector",
            "servable_detectors"]
 
 _PREFIX = "alert__"
@@ -51,14 +51,13 @@ def servable_detectors() -> list[str]:
     return sorted(BASELINES) + sorted(fusion_factories())
 
 
-def _new_detector(name: str, options: dict[str, Any]) -> Any:
+def new_detector(name: str, options: dict[str, Any]) -> Any:
+    """A new, unfitted servable detector; bad names or options raise `InputError` (fusion options:
+    fusion.create_fusion)."""
     if name in BASELINES:
         return create_baseline(name, **options)
-    factories = fusion_factories()
-    if name in factories:
-        if options:
-            raise InputError(f"the fusion {name!r} takes no options; got {sorted(options)}")
-        return factories[name]()
+    if name in fusion_factories():
+        return create_fusion(name, options)
     raise InputError(f"unknown detector {name!r}; servable: {', '.join(servable_detectors())}")
 
 
@@ -108,7 +107,7 @@ def fit_alert_detector(name: str, train_features: np.ndarray, train_labels: np.n
     When the train set holds transformed copies of the train images (`fit_changes`: the capture changes
     applied), `groups` names each row's source image; a fusion then standardises out of fold by source
     (fusion.ZScoreFusion), and single detectors, which keep no out-of-fold statistics, ignore it."""
-    detector = _new_detector(name, options)
+    detector = new_detector(name, options)
     if groups is not None and isinstance(detector, ZScoreFusion):
         detector.fit(train_features, train_labels, weight, bias, groups=groups)
     else:
@@ -213,7 +212,7 @@ def load_alert_detector(path: str | os.PathLike) -> AlertDetector | None:
                             "`stream-monitor fit --alert-detector NAME`")
     stored = {name[len(_PREFIX):]: value for name, value in arrays.items() if name.startswith(_PREFIX)}
     try:
-        detector = _new_detector(spec["name"], dict(spec.get("options", {})))
+        detector = new_detector(spec["name"], dict(spec.get("options", {})))
         detector = _restore(detector, spec["state"], stored, path)
         calibration = Calibration.from_dict(spec["calibration"])
     except (InputError, KeyError, TypeError) as exc:

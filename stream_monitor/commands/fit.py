@@ -42,8 +42,14 @@ from typing import Any
 import numpy as np
 
 from .. import bundled
-from ..baselines.fusion import needs_block_stats
-from ..baselines.serving import AlertDetector, fit_alert_detector, save_with_alert_detector, servable_detectors
+from ..baselines.fusion import is_zscore_fusion, needs_block_stats
+from ..baselines.serving import (
+    AlertDetector,
+    fit_alert_detector,
+    new_detector,
+    save_with_alert_detector,
+    servable_detectors,
+)
 from ..calibration import calibrate_over_changes, threshold_at_tpr
 from ..data.features import extract_paths, model_fingerprint
 from ..errors import InputError
@@ -65,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alert-detector", metavar="NAME", default=None,
                         help="serve this detector's score as the alert (NERO explains): one of "
                         + ", ".join(servable_detectors()))
+    parser.add_argument("--alert-option", action="append", default=[], metavar="[COMPONENT.]OPTION=VALUE",
+                        help="a constructor option of the alerting detector (JSON value), e.g. --alert-option k=50 "
+                        "for knn; for a z-score fusion, name the component: --alert-option bstats.shrinkage=0.3")
     parser.add_argument("--calibrate-over", choices=("clean", "capture-chain"), default="clean",
                         help="'clean': threshold on the ID validation frames as stored; 'capture-chain': the "
                         "highest of the thresholds on those frames after each benign capture change (the alerting "
@@ -88,6 +97,24 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return overrides
 
 
+def parse_alert_options(name: str | None, pairs: list[str]) -> dict[str, Any]:
+    """--alert-option pairs → the options `fit_alert_detector` takes: {option: value} for a single detector,
+    {component: {option: value}} for a z-score fusion (keys written COMPONENT.OPTION)."""
+    if pairs and name is None:
+        raise InputError("--alert-option sets an option of the alerting detector: give --alert-detector NAME too")
+    flat = parse_overrides(pairs)
+    if name is None or not is_zscore_fusion(name):
+        return flat
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        component, dot, option = key.partition(".")
+        if not dot or not option:
+            raise InputError(f"--alert-option {key}=...: {name!r} is a fusion, name the component as "
+                             f"COMPONENT.OPTION, e.g. bstats.shrinkage=0.3")
+        nested.setdefault(component, {})[option] = value
+    return nested
+
+
 def resolve_options(mode: str, overrides: dict[str, Any]) -> dict[str, Any]:
     if mode == "default":
         options = NeroDetector.load(bundled.DETECTOR).config.to_dict()
@@ -102,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
     inputs = EvaluationInputs(model, load_split_arg(args), [], model_sha256=model_sha, model_name=str(args.model))
     if args.alert_detector is not None and args.alert_detector not in servable_detectors():
         raise InputError(f"unknown --alert-detector {args.alert_detector!r}; one of: {', '.join(servable_detectors())}")
+    alert_options = parse_alert_options(args.alert_detector, args.alert_option)
+    if args.alert_detector is not None:
+        new_detector(args.alert_detector, alert_options)  # bad options fail now, not after the feature pass
     if args.fit_over == "capture-chain" and args.alert_detector is None:
         raise InputError("--fit-over capture-chain fits the alerting detector: give --alert-detector NAME too "
                          "(NERO's own arrays are always fitted on the train frames as stored)")
@@ -111,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
                              "pip install 'stream-monitor[bench]' (or pip install av)")
     det = fit_default(inputs, options, cache_dir(args), args.target_tpr)
     alert = None if args.alert_detector is None else fit_alert(inputs, args.alert_detector, cache_dir(args),
-                                                               args.target_tpr, args.fit_over)
+                                                               args.target_tpr, args.fit_over, alert_options)
     if args.calibrate_over == "capture-chain":  # recalibrate whichever detector raises the alert
         if alert is None:
             det.calibration = calibrate_over_capture_chain(inputs, det.score, False, args.target_tpr)
@@ -135,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def fit_alert(inputs: EvaluationInputs, name: str, cache: Path | None, target_tpr: float,
-              fit_over: str = "clean") -> AlertDetector:
+              fit_over: str = "clean", options: dict[str, Any] | None = None) -> AlertDetector:
     """`name` fitted on the split's ID train features (with `fit_over` "capture-chain", also on their copies
     after every benign change), calibrated on its ID validation features (the features fit_default
     extracted: cached, not recomputed)."""
@@ -147,12 +177,12 @@ def fit_alert(inputs: EvaluationInputs, name: str, cache: Path | None, target_tp
     train_x, val_x = (train.extended(), val.extended()) if with_stats else (train.features, val.features)
     labels = np.asarray(split.labels("train"))
     if fit_over == "clean":
-        return fit_alert_detector(name, train_x, labels, *model.head_arrays(), val_x, target_tpr)
+        return fit_alert_detector(name, train_x, labels, *model.head_arrays(), val_x, target_tpr, **options)
     copies, changes = capture_chain_copies(inputs, with_stats)
     n_views = 1 + len(changes)
     return fit_alert_detector(name, np.vstack([train_x, copies]), np.tile(labels, n_views), *model.head_arrays(),
                               val_x, target_tpr, groups=np.tile(np.arange(len(labels)), n_views),
-                              fit_changes=changes)
+                              fit_changes=changes, **options)
 
 
 def capture_chain_copies(inputs: EvaluationInputs, with_stats: bool) -> tuple[np.ndarray, list[str]]:

@@ -116,3 +116,33 @@ def test_a_block_statistics_detector_refuses_plain_features(real) -> None:
                                 real["bias"], real["test_ext"][:8])
     with pytest.raises(InputError, match="block statistics"):
         fitted.score(real["test"])
+
+
+def test_a_fusion_component_option_is_used_stored_and_restored(real, nero, tmp_path) -> None:
+    """`{"bstats": {"shrinkage": 0.3}}` reaches the fusion's block statistics (their covariance is shrunk by
+    0.3, not the default 0.1), is written to the artifact and rebuilds the same detector when loading."""
+    from stream_monitor.baselines.block_stats import BlockStatsMahalanobis
+
+    name, options = "fusion z(neco)+z(bstats)", {"bstats": {"shrinkage": 0.3}}
+    train, test = real["train_ext"], real["test_ext"]
+    fitted = fit_alert_detector(name, train, real["labels"], real["weight"], real["bias"], test[:8], **options)
+    stats = fitted.detector.detectors_[1]
+    expected = BlockStatsMahalanobis(0.3).fit(train, real["labels"], real["weight"], real["bias"])
+    np.testing.assert_array_equal(stats.score(test), expected.score(test))
+    default = fit_alert_detector(name, train, real["labels"], real["weight"], real["bias"], test[:8])
+    assert not np.allclose(default.detector.detectors_[1].score(test), stats.score(test))
+    loaded = load_alert_detector(save_with_alert_detector(tmp_path / "served.npz", nero, fitted))
+    assert loaded.options == options and loaded.detector.detectors_[1].shrinkage == 0.3
+    np.testing.assert_array_equal(loaded.score(test), fitted.score(test))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"knn": {"k": 5}}, "no component 'knn'"),
+    ({"bstats": {"lambda": 0.3}}, "bad options for 'bstats'"),
+    ({"bstats": 0.3}, "must be a mapping"),
+    ({"bstats": {"shrinkage": 2.0}}, "shrinkage must be in"),
+])
+def test_bad_fusion_options_are_refused_before_fitting(options, message, real) -> None:
+    with pytest.raises(InputError, match=message):
+        fit_alert_detector("fusion z(neco)+z(bstats)", real["train_ext"][:0], real["labels"][:0], real["weight"],
+                           real["bias"], real["test_ext"][:0], **options)

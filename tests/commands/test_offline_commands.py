@@ -222,3 +222,31 @@ def test_fit_takes_a_bare_checkpoint_of_other_architectures(arch, tiny_split, tm
     det = NeroDetector.load(out, model_sha256=sha256_file(checkpoint))
     assert det.feature_dim == {"resnet18": 512, "deit_small_patch16_224": 384}[arch]
     assert main(["fit", "--model", str(checkpoint), "--arch", arch, "--split", str(tiny_split), "--out", str(out)]) == 1
+
+
+def test_fit_passes_alert_options_to_the_served_detector(tiny_model, tiny_split, tmp_path, capsys):
+    """`--alert-option bstats.shrinkage=0.3` reaches the fusion's component and is stored; `inspect` shows it."""
+    from stream_monitor.baselines.serving import load_alert_detector
+
+    out = tmp_path / "shrunk.npz"
+    assert main(["fit", "--model", str(tiny_model), "--split", str(tiny_split), "--mode", "robust",
+                 "--set", "centroids_per_class=1", "--alert-detector", "fusion z(neco)+z(bstats)", "--no-cache",
+                 "--alert-option", "bstats.shrinkage=0.3", "--out", str(out)]) == 0
+    alert = load_alert_detector(out)
+    assert alert.options == {"bstats": {"shrinkage": 0.3}}
+    assert alert.detector.detectors_[1].shrinkage == 0.3
+    capsys.readouterr()
+    assert main(["inspect", str(out)]) == 0
+    assert '"shrinkage": 0.3' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--alert-detector", "fusion z(neco)+z(bstats)", "--alert-option", "shrinkage=0.3"], "COMPONENT.OPTION"),
+    (["--alert-detector", "fusion z(neco)+z(bstats)", "--alert-option", "bstats.lambda=0.3"], "bad options"),
+    (["--alert-option", "k=5"], "--alert-detector"),
+])
+def test_bad_alert_options_are_refused_and_write_nothing(extra, message, tiny_model, tiny_split, tmp_path, capsys):
+    code = main(["fit", "--model", str(tiny_model), "--split", str(tiny_split), *extra,
+                 "--out", str(tmp_path / "nero.npz")])
+    assert code != 0 and message in capsys.readouterr().err
+    assert not (tmp_path / "nero.npz").exists()
