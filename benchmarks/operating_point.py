@@ -1,5 +1,5 @@
 """What an alert threshold costs and buys, over split seeds: the share of frames each threshold flags, ID test
-and every OOD set, for two artifacts per seed (e.g. the clean and the capture-chain calibration of
+and every OOD set, for several artifacts per seed (e.g. the clean and the capture-chain calibration of
 `stream-monitor fit --calibrate-over`). AUROC and FPR95 do not depend on the threshold; this does. Beside it, the
 AUROC / FPR95 (paper convention) of each artifact's alert score, every OOD set against the ID test part, so that two
 artifacts fitted differently (`stream-monitor fit --fit-over`) are compared on the same test sets.
@@ -7,7 +7,11 @@ artifacts fitted differently (`stream-monitor fit --fit-over`) are compared on t
     python benchmarks/operating_point.py --work-dir runs/seeds-e20 \
         --artifacts clean=runs/benign-seeds-bstats/paper-seed{S}.npz \
         --artifacts capture-chain=runs/benign-seeds-cc/paper-seed{S}.npz \
+        --artifacts "capture-chain fit=runs/fit-over-cc/paper-seed{S}.npz" \
+        --artifacts "capture-chain fit, shrinkage 0.3=runs/fit-over-cc-s03/paper-seed{S}.npz" \
         --out benchmarks/results/operating-point
+
+(how each artifact is fitted: benchmarks/results/benign-change-seeds-fit-over-cc{,-s03}/README.md; the last one ships.)
 
 Sets (still images, as the dev benchmark reads them): the seed's ID test part, the test part of the HyperKvasir OOD
 classes (never the validation part the threshold could have seen), CVC-ClinicDB polyps, PolypGen polyps per
