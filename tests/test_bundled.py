@@ -36,7 +36,8 @@ def test_bundled_detector_separates_real_polyps_from_real_normal_views():
 
 def test_bundled_alert_is_fitted_and_calibrated_over_the_capture_chain():
     """What the model card says ships: the five-seed rules chose the capture-chain fit set
-    (docs/results/fit-set-sweep) and the capture-chain calibration (docs/results/detection-quality.md)."""
+    (docs/results/fit-set-sweep), the block statistics' shrinkage 0.3 for it (docs/results/shrinkage-sweep)
+    and the capture-chain calibration (docs/results/detection-quality.md)."""
     from stream_monitor.baselines.serving import load_alert_detector
     from stream_monitor.evaluation.benign_changes import CHANGES
 
@@ -45,3 +46,5 @@ def test_bundled_alert_is_fitted_and_calibrated_over_the_capture_chain():
     every_change = [c for c in CHANGES if c != "none"]
     assert alert.fit_changes == every_change
     assert alert.calibration.changes == every_change
+    assert alert.options == {"bstats": {"shrinkage": 0.3}}
+    assert alert.detector.detectors_[alert.detector.names.index("bstats")].shrinkage == 0.3
