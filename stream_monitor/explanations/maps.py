@@ -14,7 +14,7 @@ from ..errors import InputError
 from ..nero import NeroDetector
 from ..nero import functional as F
 
-__all__ = ["centre_prior", "gradcam_map", "residual_decomposition"]
+__all__ = ["block_stats_decomposition", "centre_prior", "gradcam_map", "residual_decomposition"]
 
 
 def residual_decomposition(feature_map: np.ndarray, detector: NeroDetector) -> np.ndarray:
@@ -52,6 +52,40 @@ def residual_decomposition(feature_map: np.ndarray, detector: NeroDetector) -> n
         return np.zeros((height, width))
     parts = ((locations * gain[0]) @ outside - arrays["pca_mean"] @ outside) / len(locations)
     return (parts / (residual_norm * total)).reshape(height, width)
+
+
+def block_stats_decomposition(block_output: np.ndarray, detector) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The block-statistics Mahalanobis distance split exactly over the block's locations: (C, h, w) → (h, w).
+
+    `detector` is a fitted `BlockStatsMahalanobis` (baselines/block_stats.py): d = Δᵀ P Δ with
+    Δ = (s − center) / scale − ν_c for the nearest class c, and s = [μ | σ] the block's per-channel spatial mean
+    and population std over its L = h·w locations. Both are sums over locations: μ = Σ_l b_l / L, and
+    σ = Σ_l (b_l − μ)² / (L σ) (σ² = Σ_l (b_l − μ)² / L; a channel with σ = 0 contributes 0). So
+    Δ = Σ_l δ_l with δ_l = [b_l / L | (b_l − μ)² / (L σ)] / scale − (center / scale + ν_c) / L, and
+
+        c_l = ⟨δ_l, P Δ⟩      with      Σ_l c_l = Δᵀ P Δ = d   exactly.
+
+    c_l is signed: a location that pulls the statistics back towards the class lowers the distance. In the
+    shipped fusion the statistics' component is (d − mean) / std, so its spatial parts are c_l / std − mean /
+    (std · L). float64 throughout.
+    """
+    block = np.asarray(block_output, dtype=np.float64)
+    channels = block.shape[0]
+    if block.ndim != 3 or 2 * channels != detector.center_.shape[0]:
+        raise InputError(f"block output must be (C={detector.center_.shape[0] // 2}, h, w), got {block.shape}")
+    height, width = block.shape[1:]
+    locations = block.reshape(channels, -1).T  # (L, C)
+    count = len(locations)
+    mean = locations.mean(axis=0)
+    std = np.sqrt(((locations - mean) ** 2).mean(axis=0))
+    safe = np.where(std > 0, std, 1.0)
+    spread = np.where(std > 0, (locations - mean) ** 2 / (count * safe), 0.0)
+    stats_parts = np.concatenate([locations / count, spread], axis=1)  # (L, 2C), sums to [μ | σ]
+    z = (np.concatenate([mean, std]) - detector.center_) / detector.scale_
+    nearest = int(np.argmin([(z - m) @ detector.precision_ @ (z - m) for m in detector.class_means_]))
+    delta = z - detector.class_means_[nearest]
+    parts = stats_parts / detector.scale_ - (detector.center_ / detector.scale_ + detector.class_means_[nearest]) / count
+    return (parts @ (detector.precision_ @ delta)).reshape(height, width)
 
 
 def gradcam_map(feature_map: np.ndarray, weight: np.ndarray, predicted: int) -> np.ndarray:

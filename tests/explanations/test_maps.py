@@ -16,7 +16,12 @@ import torch
 from stream_monitor import bundled
 from stream_monitor.data.images import list_images, read_image
 from stream_monitor.errors import InputError
-from stream_monitor.explanations.maps import centre_prior, gradcam_map, residual_decomposition
+from stream_monitor.explanations.maps import (
+    block_stats_decomposition,
+    centre_prior,
+    gradcam_map,
+    residual_decomposition,
+)
 from stream_monitor.models.registry import load_classifier
 from stream_monitor.nero import NeroDetector
 from stream_monitor.preprocess import preprocess_batch
@@ -48,6 +53,34 @@ def test_score_decomposition_sums_to_the_shipped_score_on_real_features(real_map
         # the model pools in float32: the same score up to that rounding
         assert parts.sum() == pytest.approx(shipped[i], rel=1e-6)
         assert np.ptp(parts) > 0.05 * abs(parts.sum()) / parts.size  # it is a map, not a constant
+
+
+def test_block_stats_decomposition_sums_to_the_shipped_alerts_statistics_distance(real_maps):
+    """The bundled alert's block-statistics component, split over block 5's locations of real frames: the parts
+    sum to the distance the served detector computes from the model's own statistics."""
+    from stream_monitor.baselines.serving import load_alert_detector
+    from stream_monitor.models.block_stats import STATS_BLOCK, block_statistics, forward_with_blocks
+
+    model = real_maps[0]
+    alert = load_alert_detector(bundled.DETECTOR)
+    stats_detector = alert.detector.detectors_[alert.detector.names.index("bstats")]
+    paths = list_images(DATA / "hyperkvasir-lgi" / "polyp")[:3] + list_images(DATA / "hyperkvasir-lgi" / "bbps-2-3")[:2]
+    images = torch.from_numpy(preprocess_batch([read_image(p) for p in paths]))
+    with torch.inference_mode():
+        features, _, (block,) = forward_with_blocks(model, images, (STATS_BLOCK,))
+        stats = block_statistics(block)
+    extended = torch.cat([features, stats], dim=1).double().numpy()
+    distances = stats_detector.score(extended)
+    for i, block_output in enumerate(block.numpy()):
+        parts = block_stats_decomposition(block_output, stats_detector)
+        assert parts.shape == block_output.shape[1:]
+        exact = block_statistics(torch.from_numpy(block_output[None]).double()).numpy()
+        exact_extended = np.concatenate([extended[i:i + 1, :-exact.shape[1]], exact], axis=1)
+        assert parts.sum() == pytest.approx(stats_detector.score(exact_extended)[0], rel=1e-7)  # P is ill-conditioned
+        assert parts.sum() == pytest.approx(distances[i], rel=1e-4)  # the model's float32 statistics
+        assert np.ptp(parts) > 0.05 * abs(parts.sum()) / parts.size  # it is a map, not a constant
+    with pytest.raises(InputError, match="block output"):
+        block_stats_decomposition(block.numpy()[0, :10], stats_detector)
 
 
 def test_score_decomposition_refuses_a_detector_that_does_not_score_the_residual(real_maps):
