@@ -88,26 +88,15 @@ def alert_families(model, alert: AlertDetector, frames: list[Frame],
 def main(argv: list[str] | None = None) -> int:
     """Measure the alert-decomposition families beside the baseline maps (select part chooses, report part
     reports) and write maps.json / README.md to --out, as explanation_run does for every other family."""
-    import argparse
     from pathlib import Path
 
     from .. import bundled
     from ..baselines.serving import load_alert_detector
-    from ..models.registry import load_classifier
-    from ..nero import NeroDetector
     from .explanation_distinct import LIVE_SOURCES, _source_maps
-    from .explanation_run import _table, baseline_families, load_frames, select_and_report, write_report
+    from .explanation_run import _table, baseline_families, bundled_run, select_and_report, write_report
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    model, _ = load_classifier(bundled.MODEL)
-    weight, bias = model.head_arrays()
-    detector = NeroDetector.load(bundled.DETECTOR, weight=weight, bias=bias)
+    args, model, detector, frames = bundled_run(__doc__, argv)
     alert = load_alert_detector(bundled.DETECTOR)
-    frames = load_frames(args.data_root, model, detector)
     cache = Path(".cache") / "explanations"
     distinct = {":".join(map(str, s)): _source_maps(s, model, frames, args.data_root, cache) for s in LIVE_SOURCES}
     results = [select_and_report(frames, family) for family in

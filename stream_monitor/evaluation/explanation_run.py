@@ -191,8 +191,10 @@ def _verdict(payload: dict) -> str:
     return "Verdict against the baselines (report part):\n\n" + "\n".join(lines) + "\n\nLive: " + live
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def bundled_run(description: str, argv: list[str] | None) -> tuple[argparse.Namespace, Any, NeroDetector, list[Frame]]:
+    """The command line of a measuring run (--data-root, --out) and what every family needs: the bundled
+    model, its NERO detector and the masked frames (one thread, for repeatable timings and cache keys)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -200,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     model, _ = load_classifier(bundled.MODEL)
     weight, bias = model.head_arrays()
     detector = NeroDetector.load(bundled.DETECTOR, weight=weight, bias=bias)
-    frames = load_frames(args.data_root, model, detector)
+    return args, model, detector, load_frames(args.data_root, model, detector)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, model, detector, frames = bundled_run(__doc__, argv)
     from .explanation_distinct import distinct_families
     from .explanation_patch import patch_families  # the patch memory (torch + its cache) only when asked
 
