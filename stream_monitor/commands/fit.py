@@ -24,7 +24,9 @@ rate promised on clean frames then also holds on captured ones, at the price of 
 every one of those changes (15 × the train set; each copy keeps its image's class, and a fusion standardises out
 of fold by source image). The detector then learns what a capture chain does as normal: fewer false alerts after
 a crop or shift at the same threshold (docs/results/fit-set-sweep, chosen on validation over five seeds).
-NERO's own arrays are always fitted on the images as stored (the paper's method).
+NERO's own arrays are always fitted on the images as stored (the paper's method). The changed images' features
+are kept in the feature cache (--cache-dir; keyed by model, files, change and encoder versions), so a second fit
+with other detector options skips every forward pass; --no-cache recomputes them.
 
 --alert-option sets a constructor option of the alerting detector; for a z-score fusion, of one component
 (COMPONENT.OPTION=VALUE). The bundled fusion shrinks its block statistics' covariance by 0.3, chosen for the
@@ -149,10 +151,10 @@ def run(args: argparse.Namespace) -> int:
                                                                args.target_tpr, args.fit_over, alert_options)
     if args.calibrate_over == "capture-chain":  # recalibrate whichever detector raises the alert
         if alert is None:
-            det.calibration = calibrate_over_capture_chain(inputs, det.score, False, args.target_tpr)
+            det.calibration = calibrate_over_capture_chain(inputs, det.score, False, args.target_tpr, cache_dir(args))
         else:
             alert.calibration = calibrate_over_capture_chain(inputs, alert.score, alert.needs_block_stats,
-                                                             args.target_tpr)
+                                                             args.target_tpr, cache_dir(args))
     cal = det.calibration
     if alert is None:
         det.save(args.out)
@@ -183,28 +185,32 @@ def fit_alert(inputs: EvaluationInputs, name: str, cache: Path | None, target_tp
     labels = np.asarray(split.labels("train"))
     if fit_over == "clean":
         return fit_alert_detector(name, train_x, labels, *model.head_arrays(), val_x, target_tpr, **options)
-    copies, changes = capture_chain_copies(inputs, with_stats)
+    copies, changes = capture_chain_copies(inputs, with_stats, cache, fingerprint)
     n_views = 1 + len(changes)
     return fit_alert_detector(name, np.vstack([train_x, copies]), np.tile(labels, n_views), *model.head_arrays(),
                               val_x, target_tpr, groups=np.tile(np.arange(len(labels)), n_views),
                               fit_changes=changes, **options)
 
 
-def capture_chain_copies(inputs: EvaluationInputs, with_stats: bool) -> tuple[np.ndarray, list[str]]:
+def capture_chain_copies(inputs: EvaluationInputs, with_stats: bool, cache: Path | None = None,
+                         fingerprint: str | None = None) -> tuple[np.ndarray, list[str]]:
     """Features of the split's ID train images after every benign change but "none", stacked change by change
-    in the train order ((n_changes · N, D) or extended), and the changes' names."""
+    in the train order ((n_changes · N, D) or extended), and the changes' names (cached under `cache` when
+    given: a refit with other detector options skips the forward passes)."""
     from tqdm.auto import tqdm
 
     from ..evaluation.benign_changes import CHANGES, changed_features
 
     paths = inputs.split.paths("train")
     changes = [c for c in CHANGES if c != "none"]
-    copies = [changed_features(inputs.model, paths, change, with_stats).astype(np.float64)
+    copies = [changed_features(inputs.model, paths, change, with_stats, cache_dir=cache,
+                               fingerprint=fingerprint).astype(np.float64)
               for change in tqdm(changes, desc=f"capture-chain fit set ({len(paths)} ID train frames)", leave=False)]
     return np.vstack(copies), changes
 
 
-def calibrate_over_capture_chain(inputs: EvaluationInputs, score, with_stats: bool, target_tpr: float):
+def calibrate_over_capture_chain(inputs: EvaluationInputs, score, with_stats: bool, target_tpr: float,
+                                 cache: Path | None = None):
     """Calibration of `score` ((N, D) or extended features → (N,)) over the split's ID validation images after
     every benign change (calibration.calibrate_over_changes): the threshold the live alert then uses."""
     from tqdm.auto import tqdm
@@ -212,9 +218,11 @@ def calibrate_over_capture_chain(inputs: EvaluationInputs, score, with_stats: bo
     from ..evaluation.benign_changes import CHANGES, changed_features
 
     paths = inputs.split.paths("val")
+    fingerprint = model_fingerprint(inputs.model) if cache is not None else None
     scores = {}
     for change in tqdm(CHANGES, desc=f"capture-chain calibration ({len(paths)} ID val frames)", leave=False):
-        scores[change] = score(changed_features(inputs.model, paths, change, with_stats).astype(np.float64))
+        features = changed_features(inputs.model, paths, change, with_stats, cache_dir=cache, fingerprint=fingerprint)
+        scores[change] = score(features.astype(np.float64))
     calibration = calibrate_over_changes(scores, target_tpr)
     per_change = {c: threshold_at_tpr(s, target_tpr) for c, s in scores.items()}
     print(f"capture-chain calibration: threshold {calibration.threshold:.6g} (unchanged frames alone: "

@@ -122,7 +122,7 @@ def extract_paths(
     cache_file = None
     if cache_dir is not None:
         fingerprint = fingerprint or model_fingerprint(model)
-        cache_file = Path(cache_dir) / f"{_cache_key(fingerprint, paths)}.npz"
+        cache_file = Path(cache_dir) / f"{inputs_key(fingerprint, paths)}.npz"
         if cache_file.is_file():
             with np.load(cache_file, allow_pickle=False) as cached:
                 # The names as this caller spelt the paths: the key is shared by every spelling.
@@ -139,7 +139,7 @@ def extract_paths(
     return result
 
 
-def _cache_key(fingerprint: str, paths: Sequence[Path]) -> str:
+def inputs_key(fingerprint: str, paths: Sequence[Path]) -> str:
     """Model, preprocessing and inputs (resolved path, SHA-256 of the bytes) → a short hex key.
 
     Resolved, so that `../shared/data/x.jpg` from two checkouts (or through a symlink) is one file; by

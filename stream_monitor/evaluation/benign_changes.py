@@ -8,7 +8,10 @@ whole list: it is a video). The result then goes the live path's way: scope mask
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -153,10 +156,52 @@ def changed_images(paths, change: str | Callable[[Frames], Frames]):  # type: ig
     return torch.from_numpy(preprocess_batch([ScopeMasker("auto").apply(f) for f in frames]))
 
 
+CHANGES_VERSION = 1
+"""Bump when a change's code changes what it produces: cached changed features (changed_features) are keyed by it."""
+
+
 def changed_features(model, paths, change: str | Callable[[Frames], Frames], with_stats: bool = False,
-                     batch: int = 24) -> np.ndarray:
+                     batch: int = 24, cache_dir: Path | None = None, fingerprint: str | None = None) -> np.ndarray:
     """(N, D) float32 pooled features of the images at `paths` after `change` (`changed_images`, then the
-    model); with `with_stats`, (N, D + S) `[features | block statistics]` (models/block_stats.py)."""
+    model); with `with_stats`, (N, D + S) `[features | block statistics]` (models/block_stats.py).
+
+    With `cache_dir`, a named change's result is kept on disk, keyed by the model (`fingerprint`, computed when
+    not given), the files (path and content, as the feature cache), the change, the batching (the H.264 round
+    trip encodes each batch as one video), CHANGES_VERSION and the OpenCV / PyAV versions that encode; a refit
+    with other detector options then skips every forward pass. A change given as a function is never cached."""
+    cache_file = None
+    if cache_dir is not None and isinstance(change, str):
+        cache_file = Path(cache_dir) / "changed" / f"{_changed_key(model, paths, change, with_stats, batch, fingerprint)}.npz"
+        if cache_file.is_file():
+            with np.load(cache_file, allow_pickle=False) as cached:
+                return cached["features"]
+    features = _changed_features(model, paths, change, with_stats, batch)
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(".tmp.npz")
+        np.savez(tmp, features=features)
+        os.replace(tmp, cache_file)
+    return features
+
+
+def _changed_key(model, paths, change: str, with_stats: bool, batch: int,  # type: ignore[no-untyped-def]
+                 fingerprint: str | None) -> str:
+    import hashlib
+    import importlib.metadata
+
+    from ..data.features import inputs_key, model_fingerprint
+
+    try:
+        av_version = importlib.metadata.version("av")
+    except importlib.metadata.PackageNotFoundError:
+        av_version = None
+    files = inputs_key(fingerprint or model_fingerprint(model), paths)  # model, preprocessing, paths and contents
+    payload = json.dumps([files, change, bool(with_stats), int(batch), CHANGES_VERSION, cv2.__version__, av_version])
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def _changed_features(model, paths, change: str | Callable[[Frames], Frames], with_stats: bool,  # type: ignore[no-untyped-def]
+                      batch: int) -> np.ndarray:
     import torch
 
     from ..models.block_stats import forward_with_stats

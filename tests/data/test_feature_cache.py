@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from stream_monitor.data.features import _cache_key, extract_paths
+from stream_monitor.data.features import extract_paths, inputs_key
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "hyperkvasir-lgi" / "polyp"
 
@@ -46,18 +46,18 @@ def test_one_file_spelt_two_ways_has_one_key_and_an_edit_changes_it(tmp_path, im
     link = tmp_path / "linked"
     link.symlink_to(SHARED)
     linked = [link / p.name for p in images]
-    assert _cache_key("m", images) == _cache_key("m", dotted) == _cache_key("m", linked)
-    assert _cache_key("m", images) != _cache_key("other-model", images)
+    assert inputs_key("m", images) == inputs_key("m", dotted) == inputs_key("m", linked)
+    assert inputs_key("m", images) != inputs_key("other-model", images)
 
     copy = tmp_path / "copy.jpg"
     shutil.copy(images[0], copy)
-    before = _cache_key("m", [copy])
+    before = inputs_key("m", [copy])
     stamp = copy.stat()
     data = bytearray(copy.read_bytes())
     data[-3] ^= 0xFF  # same size, and the old modification time put back
     copy.write_bytes(bytes(data))
     os.utime(copy, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
-    assert _cache_key("m", [copy]) != before
+    assert inputs_key("m", [copy]) != before
 
 
 def test_a_cache_hit_under_another_spelling_skips_the_model_and_names_the_callers_paths(tmp_path, images):

@@ -113,3 +113,43 @@ def test_the_benchmark_measures_a_seed_model_on_its_own_split_and_refuses_anothe
         module.model_split(DEFAULT_SPLIT, None, {"split_seed": 3})
     with pytest.raises(InputError, match="split seed 0"):
         module.model_split(DEFAULT_SPLIT, 2, {"split_seed": 0})
+
+
+def test_changed_features_are_cached_by_model_files_and_change(shared_data, tmp_path, monkeypatch) -> None:
+    """A second `fit --fit-over capture-chain` (other detector options) must not repeat the forward passes, and
+    must never be served another change's, another model's or an edited file's features."""
+    import shutil
+
+    from stream_monitor import bundled
+    from stream_monitor.evaluation import benign_changes
+    from stream_monitor.evaluation.benign_changes import changed_features
+    from stream_monitor.models.registry import load_classifier
+
+    model, _ = load_classifier(bundled.MODEL)
+    paths = []
+    for source in list_images(shared_data / "hyperkvasir-lgi" / "normal-cecum")[:3]:
+        paths.append(tmp_path / source.name)
+        shutil.copy(source, paths[-1])
+    cache = tmp_path / "cache"
+    first = changed_features(model, paths, "crop 3%", with_stats=True, cache_dir=cache)
+    assert first.shape[0] == 3 and len(list((cache / "changed").glob("*.npz"))) == 1
+
+    def no_forward(*args, **kwargs):
+        raise AssertionError("served from the cache, the model must not run")
+
+    real = benign_changes._changed_features
+    monkeypatch.setattr(benign_changes, "_changed_features", no_forward)
+    np.testing.assert_array_equal(changed_features(model, paths, "crop 3%", with_stats=True, cache_dir=cache), first)
+    monkeypatch.setattr(benign_changes, "_changed_features", real)
+
+    other_change = changed_features(model, paths, "shift 3%", with_stats=True, cache_dir=cache)
+    without_stats = changed_features(model, paths, "crop 3%", with_stats=False, cache_dir=cache)
+    assert not np.array_equal(other_change, first) and without_stats.shape[1] < first.shape[1]
+    changed_features(model, paths, jpeg(60), cache_dir=cache)  # a function is never cached: nothing written
+    assert len(list((cache / "changed").glob("*.npz"))) == 3
+    import cv2
+
+    cv2.imwrite(str(paths[0]), np.ascontiguousarray(read_image(paths[0])[::-1]))  # edited: a new key, recomputed
+    edited = changed_features(model, paths, "crop 3%", with_stats=True, cache_dir=cache)
+    assert not np.array_equal(edited[0], first[0]) and np.allclose(edited[1:], first[1:], atol=1e-5)
+    assert len(list((cache / "changed").glob("*.npz"))) == 4
