@@ -177,6 +177,7 @@ def fit_alert(inputs: EvaluationInputs, name: str, cache: Path | None, target_tp
     after every benign change), calibrated on its ID validation features (the features fit_default
     extracted: cached, not recomputed)."""
     model, split = inputs.model, inputs.split
+    options = options or {}
     fingerprint = model_fingerprint(model)
     train = extract_paths(model, split.paths("train"), "ID train", cache, fingerprint)
     val = extract_paths(model, split.paths("val"), "ID val", cache, fingerprint)
