@@ -96,6 +96,24 @@ def write_results(name: str, hardware: str, payload: dict[str, Any], markdown: s
     return out_dir / f"{stem}.json"
 
 
+def add_metrics(table: dict, keys: tuple[str, ...], metrics: Any) -> None:
+    """Append one seed's AUROC and FPR95 (`ood_metrics.evaluate`'s result) to the cell
+    table[k0][k1]... = {"auroc": [...], "fpr95": [...]}, creating the path on first use."""
+    for key in keys[:-1]:
+        table = table.setdefault(key, {})
+    cell = table.setdefault(keys[-1], {"auroc": [], "fpr95": []})
+    cell["auroc"].append(metrics.auroc)
+    cell["fpr95"].append(metrics.fpr95)
+
+
+def write_report(out: Path, stem: str, payload: dict[str, Any], lines: list[str]) -> None:
+    """A seed sweep's result: `out/<stem>.json` (the numbers) and `out/<stem>.md` (the table), printed too."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(payload, indent=1) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def fitted_detector(model: Any) -> Any:
     """A calibrated NERO detector on the model's head (synthetic post-ReLU features: timing only)."""
     import numpy as np

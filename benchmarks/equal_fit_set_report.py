@@ -18,7 +18,6 @@ train copies cached by benchmarks/fit_set_sweep.py (.cache/fit-set-sweep/) and t
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -27,11 +26,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import parse_seed_sweep_arguments, seed_models  # noqa: E402
+from common import add_metrics, parse_seed_sweep_arguments, seed_models, write_report  # noqa: E402
 from fit_set_sweep import seed_features  # noqa: E402
 from operating_point import sets_for  # noqa: E402
 
-from stream_monitor.baselines.fusion import ZScoreFusion, create_fusion  # noqa: E402
+from stream_monitor.baselines.fusion import create_fusion, fit_detector, stack_copies  # noqa: E402
 from stream_monitor.data.features import default_cache_dir, extract_paths, model_fingerprint  # noqa: E402
 from stream_monitor.evaluation.benign_changes import CHANGES  # noqa: E402
 from stream_monitor.evaluation.methods import Method, headline_methods  # noqa: E402
@@ -54,29 +53,18 @@ def main() -> None:
         stored = seed_features(model, split, Path(".cache/fit-set-sweep") / f"{args.arch}_seed{seed}.npz")
         train = extract_paths(model, split.paths("train"), "ID train", default_cache_dir(), fingerprint, progress=False)
         labels = np.asarray(split.labels("train"))
-        chain = [train.extended()] + [stored[f"train {c}"] for c in changes]
         fit_sets = {"clean": (train.extended(), labels, None),
-                    "capture-chain": (np.vstack(chain), np.tile(labels, len(chain)),
-                                      np.tile(np.arange(len(labels)), len(chain)))}
+                    "capture-chain": stack_copies([train.extended()] + [stored[f"train {c}"] for c in changes], labels)}
         sets = {name: extract_paths(model, paths, name, default_cache_dir(), fingerprint, progress=False).extended()
                 for name, paths in sets_for(split).items() if name in SETS + ("ID test",)}
         dim = train.features.shape[1]
         for method in methods:
             view = (lambda x: x) if method.block_stats else (lambda x: x[:, :dim])
             for fit_set, (x, y, groups) in fit_sets.items():
-                det = method.build()
-                x = view(np.asarray(x, np.float64))
-                if isinstance(det, ZScoreFusion):
-                    det.fit(x, y, weight, bias, groups=groups)
-                else:
-                    det.fit(x, y, weight, bias)
+                det = fit_detector(method.build(), view(np.asarray(x, np.float64)), y, weight, bias, groups)
                 id_scores = det.score(view(sets["ID test"]))
                 for name in SETS:
-                    m = evaluate(id_scores, det.score(view(sets[name])))
-                    cell = table.setdefault(method.name, {}).setdefault(fit_set, {}).setdefault(
-                        name, {"auroc": [], "fpr95": []})
-                    cell["auroc"].append(m.auroc)
-                    cell["fpr95"].append(m.fpr95)
+                    add_metrics(table, (method.name, fit_set, name), evaluate(id_scores, det.score(view(sets[name]))))
         print(f"seed {seed} done", flush=True)
     write(args, table)
 
@@ -87,8 +75,6 @@ def _cell(values: dict[str, list[float]]) -> str:
 
 
 def write(args, table: dict) -> None:
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "report.json").write_text(json.dumps({"seeds": args.seeds, "methods": table}, indent=1) + "\n")
     target = SETS[0]
 
     def fpr(name: str, fit_set: str) -> float:
@@ -108,8 +94,7 @@ def write(args, table: dict) -> None:
     best = {f: min(table, key=lambda name: fpr(name, f)) for f in FIT_SETS}
     lines += ["", "Lowest mean FPR95 on the HyperKvasir OOD test part: "
               + "; ".join(f"{f} fit: {best[f]} ({100 * fpr(best[f], f):.2f})" for f in FIT_SETS) + "."]
-    (args.out / "README.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, "report", {"seeds": args.seeds, "methods": table}, lines)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ centre (A, B, C), PolypGen normal colon (other hospitals). Features come from th
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import add_seed_model_arguments, seed_models  # noqa: E402
+from common import add_metrics, add_seed_model_arguments, seed_models, write_report  # noqa: E402
 
 from stream_monitor.baselines.serving import load_alert_detector  # noqa: E402
 from stream_monitor.data.features import default_cache_dir, extract_paths, model_fingerprint  # noqa: E402
@@ -90,15 +89,10 @@ def main() -> None:
             for name, values in scores.items():
                 shares.setdefault(label, {}).setdefault(name, []).append(float(np.mean(values > alert.threshold)))
                 if name != "ID test":
-                    m = evaluate(scores["ID test"], values)
-                    cell = separation.setdefault(label, {}).setdefault(name, {"auroc": [], "fpr95": []})
-                    cell["auroc"].append(m.auroc)
-                    cell["fpr95"].append(m.fpr95)
+                    add_metrics(separation, (label, name), evaluate(scores["ID test"], values))
         print(f"seed {seed} done", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
     payload = {"seeds": args.seeds, "artifacts": labelled, "thresholds": thresholds, "share_flagged": shares,
                "against_id_test": separation}
-    (args.out / "operating_point.json").write_text(json.dumps(payload, indent=1) + "\n")
     labels = list(labelled)
     lines = [f"# Share of frames flagged at each threshold, seeds {args.seeds}", "",
              "Mean over seeds (min-max) in %, still images; the artifacts: "
@@ -113,8 +107,7 @@ def main() -> None:
               "mean ± std over seeds (sample std, as `eval --seeds`; two decimals, so that a mean just under a "
               "target does not print as on it; threshold-free):", "",
               *separation_table(separation, {k: k for k in labels})]
-    (args.out / "operating_point.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, "operating_point", payload, lines)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Reads the per-seed features `benchmarks/fit_set_sweep.py` caches (.cache/fit-set
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -26,12 +25,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import parse_seed_sweep_arguments, seed_models  # noqa: E402
+from common import add_metrics, parse_seed_sweep_arguments, seed_models, write_report  # noqa: E402
 from fit_set_sweep import seed_features  # noqa: E402
 
-from stream_monitor.baselines import create_baseline  # noqa: E402
-from stream_monitor.baselines.block_stats import BlockStatsMahalanobis  # noqa: E402
-from stream_monitor.baselines.fusion import ZScoreFusion  # noqa: E402
+from stream_monitor.baselines.fusion import ZScoreFusion, create_fusion, stack_copies  # noqa: E402
 from stream_monitor.evaluation.benign_changes import CHANGES  # noqa: E402
 from stream_monitor.evaluation.ood_metrics import evaluate  # noqa: E402
 
@@ -41,8 +38,8 @@ FIT_SETS = ("plain", "+capture-chain")
 
 
 def fusion(shrinkage: float) -> ZScoreFusion:
-    return ZScoreFusion([lambda: create_baseline("neco"), lambda: BlockStatsMahalanobis(shrinkage)],
-                        ("neco", "bstats"))
+    """The shipped fusion with the block statistics shrunk by `shrinkage` (what `fit --alert-option` builds)."""
+    return create_fusion("fusion z(neco)+z(bstats)", {"bstats": {"shrinkage": shrinkage}})
 
 
 def main() -> None:
@@ -55,20 +52,15 @@ def main() -> None:
         labels = np.asarray(split.labels("train"))
         for fit_set in FIT_SETS:
             views = [stored["train"]] + ([stored[f"train {c}"] for c in changes] if fit_set != "plain" else [])
-            x = np.vstack(views).astype(np.float64)
-            y, groups = np.tile(labels, len(views)), np.tile(np.arange(len(labels)), len(views))
+            x, y, groups = stack_copies(views, labels)
             for shrinkage in SHRINKAGES:
                 det = fusion(shrinkage).fit(x, y, weight, bias, groups=groups)
-                m = evaluate(det.score(stored["val"]), det.score(stored["ood_val"]))
-                cell = table.setdefault(f"{fit_set} | {shrinkage:g}", {"auroc": [], "fpr95": []})
-                cell["auroc"].append(m.auroc)
-                cell["fpr95"].append(m.fpr95)
+                add_metrics(table, (f"{fit_set} | {shrinkage:g}",),
+                            evaluate(det.score(stored["val"]), det.score(stored["ood_val"])))
         print(f"seed {seed} done", flush=True)
     means = {s: 100 * np.mean(table[f"+capture-chain | {s:g}"]["auroc"]) for s in SHRINKAGES}
     best = max(SHRINKAGES, key=lambda s: means[s])
     chosen = best if round(means[best], 1) > round(means[SHIPPED], 1) else SHIPPED
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sweep.json").write_text(json.dumps({"seeds": args.seeds, "validation": table}, indent=1))
     lines = [f"# Shrinkage of the block statistics in the shipped fusion: validation sweep, seeds {args.seeds}", "",
              "ID validation vs the validation part of the HyperKvasir OOD classes (no test image), %, mean ± std "
              "(sample) over seeds. Protocol and rule: docstring of benchmarks/shrinkage_sweep.py.", "",
@@ -81,8 +73,7 @@ def main() -> None:
     lines += ["", "Rule (+capture-chain): " + ", ".join(f"λ = {s:g}: {means[s]:.1f}" for s in SHRINKAGES), "",
               f"**Verdict: λ = {chosen:g}**" + (" (the shipped shrinkage stays)." if chosen == SHIPPED else
                                                 " would replace 0.1 (not applied by this script: refit needed).")]
-    (args.out / "sweep.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, "sweep", {"seeds": args.seeds, "validation": table}, lines)
 
 
 if __name__ == "__main__":

@@ -15,20 +15,18 @@ Reads the train copies cached by benchmarks/fit_set_sweep.py (.cache/fit-set-swe
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import parse_seed_sweep_arguments, seed_models  # noqa: E402
+from common import add_metrics, parse_seed_sweep_arguments, seed_models, write_report  # noqa: E402
 from fit_set_sweep import seed_features  # noqa: E402
 from operating_point import separation_table, sets_for  # noqa: E402
 from shrinkage_sweep import fusion  # noqa: E402
 
+from stream_monitor.baselines.fusion import stack_copies  # noqa: E402
 from stream_monitor.data.features import default_cache_dir, extract_paths, model_fingerprint  # noqa: E402
 from stream_monitor.evaluation.benign_changes import CHANGES  # noqa: E402
 from stream_monitor.evaluation.ood_metrics import evaluate  # noqa: E402
@@ -46,9 +44,7 @@ def main() -> None:
         stored = seed_features(model, split, Path(".cache/fit-set-sweep") / f"{args.arch}_seed{seed}.npz")
         train = extract_paths(model, split.paths("train"), "ID train", default_cache_dir(), fingerprint, progress=False)
         views = [train.extended()] + [stored[f"train {c}"] for c in changes]  # as `fit --fit-over capture-chain`
-        x = np.vstack(views).astype(np.float64)
-        labels = np.asarray(split.labels("train"))
-        y, groups = np.tile(labels, len(views)), np.tile(np.arange(len(labels)), len(views))
+        x, y, groups = stack_copies(views, split.labels("train"))
         sets = {name: extract_paths(model, paths, name, default_cache_dir(), fingerprint, progress=False).extended()
                 for name, paths in sets_for(split).items()}
         for shrinkage in SHRINKAGES:
@@ -57,21 +53,15 @@ def main() -> None:
             for name, features in sets.items():
                 if name == "ID test":
                     continue
-                m = evaluate(id_scores, det.score(features))
-                cell = table.setdefault(f"{shrinkage:g}", {}).setdefault(name, {"auroc": [], "fpr95": []})
-                cell["auroc"].append(m.auroc)
-                cell["fpr95"].append(m.fpr95)
+                add_metrics(table, (f"{shrinkage:g}", name), evaluate(id_scores, det.score(features)))
         print(f"seed {seed} done", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "test_report.json").write_text(json.dumps({"seeds": args.seeds, "against_id_test": table}, indent=1))
     labels_ = [f"{s:g}" for s in SHRINKAGES]
     lines = [f"# Shrinkage: test numbers of the sweep's pick, seeds {args.seeds}", "",
              "Read after the validation verdict (sweep.md), never by a rule. The shipped fusion fitted over the capture "
              "chain with each λ; AUROC / FPR95 (%, paper convention) against the seed's ID test part, mean ± sample "
              "std over seeds, two decimals. Regenerate: docstring of benchmarks/shrinkage_test_report.py.", "",
              *separation_table(table, {k: f"λ = {k}" for k in labels_})]
-    (args.out / "test_report.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, "test_report", {"seeds": args.seeds, "against_id_test": table}, lines)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,23 @@ def _stratified_halves(labels: np.ndarray, seed: int,
     return np.flatnonzero(mask), np.flatnonzero(~mask)
 
 
+def stack_copies(views: Sequence[np.ndarray], labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of one train set (the images as stored, then transformed copies, each in the train order) →
+    (features (V·N, ·) float64, labels tiled, groups: each row's source image index) for `fit_detector`."""
+    labels = np.asarray(labels)
+    return (np.vstack(views).astype(np.float64), np.tile(labels, len(views)),
+            np.tile(np.arange(len(labels)), len(views)))
+
+
+def fit_detector(detector: Any, features: np.ndarray, labels: np.ndarray, weight: np.ndarray, bias: np.ndarray,
+                 groups: np.ndarray | None = None) -> Any:
+    """`detector.fit(...)`, handing `groups` (each row's source image) to a z-score fusion, which draws its
+    out-of-fold halves by source; other detectors keep no out-of-fold statistics and need none."""
+    if groups is not None and isinstance(detector, ZScoreFusion):
+        return detector.fit(features, labels, weight, bias, groups=groups)
+    return detector.fit(features, labels, weight, bias)
+
+
 class ZScoreFusion:
     """Sum of component scores, each standardised by its out-of-fold ID train mean and std.
 

@@ -36,7 +36,7 @@ from ..models.block_stats import STATS_BLOCK
 from ..nero import NeroDetector
 from ..nero.functional import PCA
 from . import BASELINES, create_baseline
-from .fusion import ZScoreFusion, create_fusion, fusion_factories, needs_block_stats
+from .fusion import create_fusion, fit_detector, fusion_factories, needs_block_stats
 
 __all__ = ["AlertDetector", "fit_alert_detector", "load_alert_detector", "new_detector", "save_with_alert_detector",
            "servable_detectors"]
@@ -107,11 +107,7 @@ def fit_alert_detector(name: str, train_features: np.ndarray, train_labels: np.n
     When the train set holds transformed copies of the train images (`fit_changes`: the capture changes
     applied), `groups` names each row's source image; a fusion then standardises out of fold by source
     (fusion.ZScoreFusion), and single detectors, which keep no out-of-fold statistics, ignore it."""
-    detector = new_detector(name, options)
-    if groups is not None and isinstance(detector, ZScoreFusion):
-        detector.fit(train_features, train_labels, weight, bias, groups=groups)
-    else:
-        detector.fit(train_features, train_labels, weight, bias)
+    detector = fit_detector(new_detector(name, options), train_features, train_labels, weight, bias, groups)
     calibration = calibrate_threshold(detector.score(np.asarray(validation_features, np.float64)), target_tpr)
     return AlertDetector(name, dict(options), detector, calibration, list(fit_changes))
 

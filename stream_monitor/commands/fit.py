@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from .. import bundled
-from ..baselines.fusion import is_zscore_fusion, needs_block_stats
+from ..baselines.fusion import is_zscore_fusion, needs_block_stats, stack_copies
 from ..baselines.serving import (
     AlertDetector,
     fit_alert_detector,
@@ -187,17 +187,16 @@ def fit_alert(inputs: EvaluationInputs, name: str, cache: Path | None, target_tp
     if fit_over == "clean":
         return fit_alert_detector(name, train_x, labels, *model.head_arrays(), val_x, target_tpr, **options)
     copies, changes = capture_chain_copies(inputs, with_stats, cache, fingerprint)
-    n_views = 1 + len(changes)
-    return fit_alert_detector(name, np.vstack([train_x, copies]), np.tile(labels, n_views), *model.head_arrays(),
-                              val_x, target_tpr, groups=np.tile(np.arange(len(labels)), n_views),
+    x, y, groups = stack_copies([train_x, *copies], labels)
+    return fit_alert_detector(name, x, y, *model.head_arrays(), val_x, target_tpr, groups=groups,
                               fit_changes=changes, **options)
 
 
 def capture_chain_copies(inputs: EvaluationInputs, with_stats: bool, cache: Path | None = None,
-                         fingerprint: str | None = None) -> tuple[np.ndarray, list[str]]:
-    """Features of the split's ID train images after every benign change but "none", stacked change by change
-    in the train order ((n_changes · N, D) or extended), and the changes' names (cached under `cache` when
-    given: a refit with other detector options skips the forward passes)."""
+                         fingerprint: str | None = None) -> tuple[list[np.ndarray], list[str]]:
+    """Features of the split's ID train images after every benign change but "none", one (N, D) or extended
+    array per change in the train order, and the changes' names (cached under `cache` when given: a refit with
+    other detector options skips the forward passes)."""
     from tqdm.auto import tqdm
 
     from ..evaluation.benign_changes import CHANGES, changed_features
@@ -207,7 +206,7 @@ def capture_chain_copies(inputs: EvaluationInputs, with_stats: bool, cache: Path
     copies = [changed_features(inputs.model, paths, change, with_stats, cache_dir=cache,
                                fingerprint=fingerprint).astype(np.float64)
               for change in tqdm(changes, desc=f"capture-chain fit set ({len(paths)} ID train frames)", leave=False)]
-    return np.vstack(copies), changes
+    return copies, changes
 
 
 def calibrate_over_capture_chain(inputs: EvaluationInputs, score, with_stats: bool, target_tpr: float,

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..baselines.serving import AlertDetector
+from ..errors import InputError
 from ..explanations.distinct import combine, scene_cells
 from ..explanations.maps import block_stats_decomposition
 from ..models.block_stats import STATS_BLOCK, forward_with_blocks
@@ -49,7 +50,7 @@ def alert_families(model, alert: AlertDetector, frames: list[Frame],
     to its (N, h, w) maps in `frames` order (explanation_distinct computes and caches them)."""
     names = getattr(alert.detector, "names", [])
     if "bstats" not in names:
-        raise ValueError(f"the served alert {alert.name!r} has no block-statistics component to decompose")
+        raise InputError(f"the served alert {alert.name!r} has no block-statistics component to decompose")
     stats = alert.detector.detectors_[names.index("bstats")]
     blocks = _block_outputs(model, frames)
     index = {(f.set_name, f.name): i for i, f in enumerate(frames)}
