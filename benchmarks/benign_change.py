@@ -104,7 +104,7 @@ def main() -> None:
     shipped = NeroDetector.load(args.detector, weight=weight, bias=bias)
     served = load_alert_detector(args.detector)  # what raises the shipped alert, when not NERO itself
     if served is not None:
-        rows = {f"shipped default ({served.name}, {args.detector.name})": alert_rates(
+        rows = {f"shipped default ({served.label}, {args.detector.name})": alert_rates(
             {c: served.score(f if served.needs_block_stats else f[:, :d]) for c, f in changed_ext.items()},
             served.threshold),
             f"shipped NERO residual of {args.detector.name} (explains)": alert_rates(

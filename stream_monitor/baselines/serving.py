@@ -21,6 +21,7 @@ saving, not discovered when loading.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,17 @@ class AlertDetector:
     @property
     def threshold(self) -> float:
         return self.calibration.threshold
+
+    @property
+    def label(self) -> str:
+        """The name with its options as `fit --alert-option` spells them, for reports:
+        "fusion z(neco)+z(bstats) bstats.shrinkage=0.3"."""
+        if self.name in fusion_factories():
+            flat = [f"{component}.{key}={json.dumps(value)}" for component, opts in self.options.items()
+                    for key, value in opts.items()]
+        else:
+            flat = [f"{key}={json.dumps(value)}" for key, value in self.options.items()]
+        return " ".join([self.name, *flat])
 
     @property
     def needs_block_stats(self) -> bool:

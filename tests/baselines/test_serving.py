@@ -134,6 +134,9 @@ def test_a_fusion_component_option_is_used_stored_and_restored(real, nero, tmp_p
     loaded = load_alert_detector(save_with_alert_detector(tmp_path / "served.npz", nero, fitted))
     assert loaded.options == options and loaded.detector.detectors_[1].shrinkage == 0.3
     np.testing.assert_array_equal(loaded.score(test), fitted.score(test))
+    # reports name it as `fit --alert-option` spells it, so two artifacts with other options differ by name
+    assert loaded.label == "fusion z(neco)+z(bstats) bstats.shrinkage=0.3"
+    assert default.label == "fusion z(neco)+z(bstats)"
 
 
 @pytest.mark.parametrize("options, message", [
