@@ -18,7 +18,10 @@ NERO), for each variant of the site model:
   nearest patch of the same frame outside its 7 × 7-cell neighbourhood — a polyp should stand out from the
   surrounding mucosa whatever the site; calibrated on the enrolled frames' own scores;
 - `block-calibration` (a calibration rule, not a feature): the threshold from cross-fitting over three
-  contiguous blocks per enrolled sequence instead of whole sequences.
+  contiguous blocks per enrolled sequence instead of whole sequences;
+- `local-contrast` (a frame score, not a feature): the top-k patch distance minus the frame's median patch
+  distance — a polyp is local, while a recording unlike the enrolled ones (light source, processor) raises
+  every patch of its frames.
 
 Per split it records the quantiles of the enroll-calibration scores (cross-fitted, what sets the
 threshold), of the held-apart normal frames and of the polyps; false alerts and polyps flagged at the
@@ -26,6 +29,12 @@ enrolled threshold (conformal p < 0.05); the AUROC held-apart normal vs polyps; 
 (the threshold is read off the held-apart normal frames themselves, which enrollment never sees), the
 share of polyps above the held-apart normals' 90th percentile ("oracle TPR at 10 % FPR"); and which
 enrolled sequences `enroll` warns about as unlike the rest (site_model.unlike_groups).
+
+Threshold sweep: the same splits with the threshold at other quantiles of the cross-fitted calibration
+scores (THRESHOLD_QUANTILES; the shipped conformal rule sits near 0.95), and a leave-one-centre-out pick
+of (variant, backbone, quantile): the highest worst-centre polyp share whose mean false alerts stay ≤ 10 %
+on both OTHER centres, reported on the held-out centre. It asks whether any fixed rule on enrollment's own
+scores lands near the oracle.
 
     python -m stream_monitor.evaluation.site_diagnosis --out docs/results/site-enrollment
 """
@@ -35,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from pathlib import Path
 
 import cv2
@@ -49,7 +59,11 @@ from .ood_metrics import auroc
 from .site_enrollment import ALPHA, _splits
 from .site_features import CACHE_DIR, CENTRES, cached_model_rgb, frame_groups
 
-VARIANTS = ("model", "colon-crop", "grey-world", "flip-memory", "input-320", "block-calibration", "intra-image")
+VARIANTS = ("model", "colon-crop", "grey-world", "flip-memory", "input-320", "block-calibration", "intra-image",
+            "local-contrast")
+SCORE_ONLY_VARIANTS = ("block-calibration", "intra-image", "local-contrast")  # on the `model` features
+THRESHOLD_QUANTILES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+FA_LIMIT = 0.10
 INTRA_RADIUS = 3  # cells (24 pixels): the neighbourhood a patch is NOT compared with in intra-image
 TOP_K = 10
 CALIBRATION_BLOCKS = 3
@@ -128,6 +142,16 @@ def intra_image_distances(maps: np.ndarray, valid: np.ndarray, radius: int = INT
     return out.reshape(b, h, w)
 
 
+def local_contrast_score(distance_maps: np.ndarray, valid: np.ndarray, top_k: int = TOP_K) -> np.ndarray:
+    """(B,) the top-k patch distance minus the median patch distance over the frame's valid cells (NaN
+    without any valid cell)."""
+    maps = np.where(np.asarray(valid, bool), np.asarray(distance_maps, np.float64), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a frame without valid cells: NaN, as frame_score gives
+        median = np.nanmedian(maps.reshape(len(maps), -1), axis=1)
+    return frame_score(distance_maps, valid, top_k) - median
+
+
 def _quantiles(x: np.ndarray) -> list[float]:
     x = x[np.isfinite(x)]
     return [round(float(v), 2) for v in np.quantile(x, [0.1, 0.5, 0.9])]
@@ -150,21 +174,22 @@ def _evaluate_centre(centre: str, variant: str, blocks: list[dict], options: Sit
                                   options)
         dist = [[m.distances(b["maps"].astype(np.float32)) for m in memories] for b in blocks]
     polyp_index = len(blocks) - 1
+    score = local_contrast_score if variant == "local-contrast" else frame_score
     runs = []
     for enroll, held in _splits(len(normal), centre):
         groups = [g for g, (s, _) in enumerate(parts) if s in enroll]
         if variant == "intra-image":  # nothing is fitted on the enrolled frames: their scores calibrate directly
             by_group = [frame_score(intra[s], normal[s]["valid"], TOP_K) for s in enroll]
         else:
-            by_group = [frame_score(np.minimum.reduce([dist[parts[g][0]][o][parts[g][1]] for o in groups if o != g]),
-                                    normal[parts[g][0]]["valid"][parts[g][1]], TOP_K) for g in groups]
+            by_group = [score(np.minimum.reduce([dist[parts[g][0]][o][parts[g][1]] for o in groups if o != g]),
+                              normal[parts[g][0]]["valid"][parts[g][1]], TOP_K) for g in groups]
         calibration = np.concatenate(by_group)
         calibration = calibration[np.isfinite(calibration)]
 
         def site(q: int) -> np.ndarray:
             if variant == "intra-image":
                 return frame_score(intra[q], blocks[q]["valid"], TOP_K)
-            return frame_score(np.minimum.reduce([dist[q][g] for g in groups]), blocks[q]["valid"], TOP_K)
+            return score(np.minimum.reduce([dist[q][g] for g in groups]), blocks[q]["valid"], TOP_K)
 
         held_scores = np.concatenate([site(q) for q in held])
         polyp_scores = site(polyp_index)
@@ -175,6 +200,8 @@ def _evaluate_centre(centre: str, variant: str, blocks: list[dict], options: Sit
                      "polyps_flagged": float(np.mean(p_values(calibration, polyp_scores) < ALPHA)),
                      "auroc": auroc(held_scores, polyp_scores),
                      "oracle_tpr_at_10pct_fpr": float(np.mean(polyp_scores > oracle)),
+                     "at_quantile": {str(q): [float(np.mean(held_scores > t)), float(np.mean(polyp_scores > t))]
+                                     for q, t in zip(THRESHOLD_QUANTILES, np.quantile(calibration, THRESHOLD_QUANTILES))},
                      "unlike_groups": [enroll[g] for g in unlike_groups(by_group)] if variant != "block-calibration"
                      else None,
                      "quantiles_calibration": _quantiles(calibration), "quantiles_held": _quantiles(held_scores),
@@ -191,7 +218,7 @@ def evaluate(variants=VARIANTS, options: SiteOptions = SiteOptions()) -> dict:
     groups = frame_groups()
     results = {}
     for variant in variants:
-        feature_variant = "model" if variant in ("block-calibration", "intra-image") else variant
+        feature_variant = "model" if variant in SCORE_ONLY_VARIANTS else variant
         for centre, sequences in CENTRES.items():
             names = [f"{centre}/{s}" for s in sequences] + [f"{centre}/polyp"]
             for backbone, extractor in extractors.items():
@@ -200,11 +227,51 @@ def evaluate(variants=VARIANTS, options: SiteOptions = SiteOptions()) -> dict:
                 runs = _evaluate_centre(centre, variant, blocks, options)
                 mean = {k: float(np.mean([r[k] for r in runs]))
                         for k in ("false_alerts", "polyps_flagged", "auroc", "oracle_tpr_at_10pct_fpr")}
+                at_quantile = {q: np.mean([r["at_quantile"][q] for r in runs], axis=0).tolist()
+                               for q in runs[0]["at_quantile"]}
                 results[f"{variant}|{centre}|{backbone}"] = {"variant": variant, "centre": centre, "backbone": backbone,
-                                                              "splits": runs, **mean}
+                                                              "splits": runs, **mean, "at_quantile": at_quantile}
                 print(f"{variant} {centre} {backbone}: {json.dumps({k: round(v, 3) for k, v in mean.items()})} "
                       f"({time.time() - t0:.0f} s)", flush=True)
     return results
+
+
+def choose_threshold_rule(results: dict, held_out: str) -> tuple[str, str, str] | None:
+    """Leave-one-centre-out: the (variant, backbone, quantile) with the highest worst-centre polyp share
+    among those whose mean false alerts are ≤ FA_LIMIT on both other centres (None if none is)."""
+    others = [c for c in CENTRES if c != held_out]
+    best, best_value = None, -1.0
+    for r in results.values():
+        if r["centre"] != others[0]:
+            continue
+        for q in r["at_quantile"]:
+            rates = [results[f"{r['variant']}|{c}|{r['backbone']}"]["at_quantile"][q] for c in others]
+            if all(fa <= FA_LIMIT for fa, _ in rates) and min(tp for _, tp in rates) > best_value:
+                best, best_value = (r["variant"], r["backbone"], q), min(tp for _, tp in rates)
+    return best
+
+
+def _threshold_sweep_lines(results: dict) -> list[str]:
+    quantiles = list(next(iter(results.values()))["at_quantile"])
+    lines = ["", "## Threshold sweep: false alerts / polyps flagged at a quantile of the cross-fitted scores "
+             "(mean over splits)", "",
+             "| variant | centre | backbone | " + " | ".join(f"q = {q}" for q in quantiles) + " |",
+             "|---|---|---|" + "---|" * len(quantiles)]
+    for r in results.values():
+        lines.append(f"| {r['variant']} | {r['centre']} | {r['backbone']} | "
+                     + " | ".join(f"{fa:.0%} / {tp:.0%}" for fa, tp in r["at_quantile"].values()) + " |")
+    lines += ["", "Leave-one-centre-out pick of (variant, backbone, quantile), chosen on the two other centres "
+              f"(false alerts ≤ {FA_LIMIT:.0%} on both, then the highest worst-centre polyp share):", "",
+              "| held-out centre | picked on the others | held-out centre: false alerts / polyps flagged |",
+              "|---|---|---|"]
+    for centre in CENTRES:
+        pick = choose_threshold_rule(results, centre)
+        if pick is None:
+            lines.append(f"| {centre} | none keeps false alerts ≤ {FA_LIMIT:.0%} on both | — |")
+            continue
+        fa, tp = results[f"{pick[0]}|{centre}|{pick[1]}"]["at_quantile"][pick[2]]
+        lines.append(f"| {centre} | {pick[0]}, {pick[1]}, q = {pick[2]} | {fa:.1%} / {tp:.1%} |")
+    return lines
 
 
 def write_report(results: dict, out: Path, command: str) -> None:
@@ -220,6 +287,7 @@ def write_report(results: dict, out: Path, command: str) -> None:
     for r in results.values():
         lines.append(f"| {r['variant']} | {r['centre']} | {r['backbone']} | {r['false_alerts']:.1%} | "
                      f"{r['polyps_flagged']:.1%} | {r['auroc']:.2f} | {r['oracle_tpr_at_10pct_fpr']:.1%} |")
+    lines += _threshold_sweep_lines(results)
     lines += ["", "## Score distributions of the `model` variant (every valid cell), per split (10th / 50th / 90th percentile)", "",
               "| centre | backbone | enroll → held apart | enroll calibration (sets the threshold) | held-apart normal "
               "| polyps | false alerts / polyps flagged | AUROC | oracle TPR | enroll warns: unlike sequences |",
