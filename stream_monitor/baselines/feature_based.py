@@ -7,6 +7,8 @@ batch×train matrix.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -227,6 +229,13 @@ class ViM(HeadDetector):
         self.origin_, self.null_space_ = vim_null_space(features, *self.head(), self.dim_)
         train_norm = vim_residual_norm(features, self.origin_, self.null_space_)
         self.alpha_ = vim_alpha(self.logits(features), train_norm)
+        if features.shape[0] <= self.dim_:
+            # rank(a - u) <= N <= dim: the residual space holds no train direction at all
+            warnings.warn(f"ViM: dim {self.dim_} >= the {features.shape[0]} train rows, so every train row lies in "
+                          f"the principal space: its residual is numerical noise (mean {float(train_norm.mean()):.1e}) "
+                          f"and so is alpha ({self.alpha_:.1e}); scores then rank by the residual norm alone and can "
+                          "differ between BLAS builds. Fit on more rows than dim, or pass a smaller dim.",
+                          UserWarning, stacklevel=3)
 
     def _score(self, features: Float64Array) -> Float64Array:
         residual = vim_residual_norm(features, self.origin_, self.null_space_)

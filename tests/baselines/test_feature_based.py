@@ -93,6 +93,17 @@ def test_vim_needs_a_residual_space(data) -> None:
         _fit(ViM(dim=10), data)
 
 
+def test_vim_warns_when_the_train_rows_leave_no_residual(real) -> None:
+    """30 bundled-model train rows against the default dim 512 of D = 1280: the train residual is noise."""
+    with pytest.warns(UserWarning, match="every train row lies in the principal space"):
+        ViM().fit(real["train"], real["labels"], real["weight"], real["bias"])
+
+
+def test_vim_fits_silently_with_more_rows_than_dim(data, recwarn) -> None:
+    _fit(ViM(), data)  # N = 120 rows, dim 5
+    assert not [w for w in recwarn if "principal space" in str(w.message)]
+
+
 def neco_official(train, test, weight, bias, dim, max_logit) -> np.ndarray:
     """Ben Ammar et al. 2024's code path: sklearn StandardScaler and PCA, then a per-sample loop."""
     ss = StandardScaler()
