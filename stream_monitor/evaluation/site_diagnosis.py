@@ -56,14 +56,13 @@ from ..site.calibration import p_values
 from ..site.patch_memory import PatchFeatureExtractor, frame_score, valid_pixels, valid_region
 from ..site.site_model import SiteOptions, group_memories, unlike_groups
 from .ood_metrics import auroc
-from .site_enrollment import ALPHA, _splits
+from .site_enrollment import ALPHA, FA_LIMIT, _splits
 from .site_features import CACHE_DIR, CENTRES, cached_model_rgb, frame_groups
 
 VARIANTS = ("model", "colon-crop", "grey-world", "flip-memory", "input-320", "block-calibration", "intra-image",
             "local-contrast")
 SCORE_ONLY_VARIANTS = ("block-calibration", "intra-image", "local-contrast")  # on the `model` features
 THRESHOLD_QUANTILES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
-FA_LIMIT = 0.10
 INTRA_RADIUS = 3  # cells (24 pixels): the neighbourhood a patch is NOT compared with in intra-image
 TOP_K = 10
 CALIBRATION_BLOCKS = 3
