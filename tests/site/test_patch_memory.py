@@ -41,6 +41,8 @@ def test_distances_match_brute_force_and_are_zero_on_the_memory():
     flat = queries.transpose(0, 2, 3, 1).reshape(-1, 16)
     expected = np.sqrt(((flat[:, None, :] - bank[None]) ** 2).sum(-1)).min(1).reshape(2, 5, 7)
     np.testing.assert_allclose(memory.distances(queries), expected, rtol=1e-4, atol=1e-4)
+    # several chunks, the last one partial: every query row still meets every memory entry
+    np.testing.assert_allclose(memory.nearest(flat, chunk=16), expected.ravel(), rtol=1e-4, atol=1e-4)
     assert memory.nearest(bank[:50]).max() < 1e-2
 
 
