@@ -1,7 +1,9 @@
 """Live per-frame cost of an enrolled site model beside NERO on the CPU back-end, measured side by side.
 
-Timed in one run, batch 1 and batch 8, 1 torch thread (what one core gives the model on the 2-core box):
-- NERO alone: the engine's torch-cpu scorer (bundled EfficientNet-Lite0 + detector);
+Timed in one run, batch 1 and batch 8, 1 thread (what one core gives the model on the 2-core box), on two
+engines side by side: torch-cpu and OpenVINO (the CPU default when installed; there the patch network is
+compiled with OpenVINO too, site/patch_openvino.py):
+- NERO alone: the engine's scorer (bundled EfficientNet-Lite0 + detector);
 - the site model's parts: patch features (EfficientNet-Lite0 blocks 0–4), valid region (without the
   specular highlights when the default options leave them out), nearest-memory
   search at the memory size enrollment produced, fusion;
@@ -35,7 +37,7 @@ from stream_monitor.nero import NeroDetector  # noqa: E402
 from stream_monitor.preprocess import normalize_uint8  # noqa: E402
 from stream_monitor.site.footage import analyse_footage  # noqa: E402
 from stream_monitor.site.patch_memory import PatchFeatureExtractor, scored_cells  # noqa: E402
-from stream_monitor.site.scorer import SiteScorer, to_uint8_rgb  # noqa: E402
+from stream_monitor.site.scorer import SiteScorer, create_site_scorer, to_uint8_rgb  # noqa: E402
 from stream_monitor.site.site_model import SiteOptions, enroll_site  # noqa: E402
 
 SEQUENCES = ("seq01", "seq03", "seq05", "seq07")  # PolypGen centre A
@@ -59,6 +61,8 @@ def main() -> int:
     site = enroll_site([p.maps for p in parts], [p.valid for p in parts], nero_cal, options)
     enroll_s = time.perf_counter() - t0
     scorer = SiteScorer(nero, site, extractor)
+    nero_ov = create_scorer(model, detector, "openvino", options=EngineOptions(precision="fp32", threads=1))
+    scorer_ov = create_site_scorer(nero_ov, model, site)  # compiles the patch network with OpenVINO
     polyps = list_images(SHARED_DATA / "polypgen-positive" / "centre_A")[:8]
     batch8 = normalize_uint8(np.stack([model_rgb(read_image(f)) for f in polyps]))
     rows, load_before = [], load()
@@ -68,17 +72,21 @@ def main() -> int:
         maps = extractor(tensor).numpy()
         valid = scored_cells(to_uint8_rgb(images), *maps.shape[-2:], options.specular_cover)
         timings = {
-            "NERO alone (torch-cpu engine)": timeit(lambda: nero.score_batch(images), repeat=20),
-            "site: patch features": timeit(lambda: extractor(tensor), repeat=20),
-            "site: valid region (+ highlights)": timeit(
+            ("torch-cpu", "NERO alone"): timeit(lambda: nero.score_batch(images), repeat=20),
+            ("torch-cpu", "site: patch features"): timeit(lambda: extractor(tensor), repeat=20),
+            ("torch-cpu", "site: valid region (+ highlights)"): timeit(
                 lambda: scored_cells(to_uint8_rgb(images), 28, 28, options.specular_cover), repeat=20),
-            "site: nearest-memory search": timeit(lambda: site.memory.distances(maps), repeat=20),
-            "site: search + frame score + fusion": timeit(lambda: site.score(maps, valid, np.zeros(batch)), repeat=20),
-            "NERO + site model (SiteScorer)": timeit(lambda: scorer.score_batch(images), repeat=20),
+            ("torch-cpu", "site: nearest-memory search"): timeit(lambda: site.memory.distances(maps), repeat=20),
+            ("torch-cpu", "site: search + frame score + fusion"): timeit(
+                lambda: site.score(maps, valid, np.zeros(batch)), repeat=20),
+            ("torch-cpu", "NERO + site model (SiteScorer)"): timeit(lambda: scorer.score_batch(images), repeat=20),
+            ("openvino", "NERO alone"): timeit(lambda: nero_ov.score_batch(images), repeat=20),
+            ("openvino", "site: patch features"): timeit(lambda: scorer_ov.extractor(tensor), repeat=20),
+            ("openvino", "NERO + site model (SiteScorer)"): timeit(lambda: scorer_ov.score_batch(images), repeat=20),
         }
-        base = timings["NERO alone (torch-cpu engine)"]["median_s"]
-        for name, t in timings.items():
-            rows.append({"batch": batch, "stage": name, "ms_per_frame": 1000 * t["median_s"] / batch,
+        for (engine, name), t in timings.items():
+            base = timings[(engine, "NERO alone")]["median_s"]
+            rows.append({"batch": batch, "engine": engine, "stage": name, "ms_per_frame": 1000 * t["median_s"] / batch,
                          "best_ms_per_frame": 1000 * t["best_s"] / batch, "vs_nero_alone": t["median_s"] / base})
     result = {"benchmark": "site_model_cost", "cpu": cpu_name(), "flags": cpu_flags(), "versions": versions(),
               "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "threads": 1,
@@ -88,12 +96,13 @@ def main() -> int:
     name = f"site_model_cost-{slug(cpu_name().split()[0] + ' ' + cpu_name().split()[1])}-torch{torch.__version__.split('+')[0]}"
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = ["# site_model_cost", "", f"{result['cpu']} ({', '.join(result['flags'])}); "
-             + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + f"; {result['time']}; 1 torch thread", "",
+             + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + f"; {result['time']}; 1 thread", "",
              f"Site model enrolled on PolypGen centre A ({result['enroll_frames']} frames): memory "
              f"{result['memory_size']} × {result['memory_channels']}, enroll_site {enroll_s:.1f} s. "
              f"Load before/after: {load_before['loadavg_1_5_15']} / {result['load_after']['loadavg_1_5_15']}", "",
-             "| batch | stage | ms/frame (median) | ms/frame (best) | × NERO alone |", "|---|---|---|---|---|"]
-    lines += [f"| {r['batch']} | {r['stage']} | {r['ms_per_frame']:.1f} | {r['best_ms_per_frame']:.1f} | "
+             "| batch | engine | stage | ms/frame (median) | ms/frame (best) | × NERO alone on that engine |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['batch']} | {r['engine']} | {r['stage']} | {r['ms_per_frame']:.1f} | {r['best_ms_per_frame']:.1f} | "
               f"{r['vs_nero_alone']:.2f} |" for r in rows]
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

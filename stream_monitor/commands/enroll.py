@@ -17,8 +17,9 @@ recordings (sub-folders) or, for one recording, over --blocks contiguous blocks.
 artifact; `stream-monitor run` then flags a frame when the fused evidence (--fusion) is below --target-tpr's
 complement, and says which evidence fired. Measured per hospital (docs/results/site-enrollment/report.md):
 it ranks a centre's polyps above its unseen normal recordings, but at the enrolled threshold the settings
-chosen by leave-one-centre-out flagged only 4.5–18.9 % of the polyps on the dev data, and it costs about 4×
-NERO's time per frame (benchmarks/results/site_model_cost-*) — so it is off by default; read the report
+chosen by leave-one-centre-out flagged only 4.5–18.9 % of the polyps on the dev data, and it costs about 3×
+NERO's time per frame (about 30 ms on one core with the OpenVINO engine; benchmarks/results/site_model_cost-*)
+— so it is off by default; read the report
 before relying on it. Enroll two or more recordings of each video chain (scope, processor, capture) the
 site uses: a recording unlike the rest sets the threshold by that difference (enroll warns about it).
 

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 
-__all__ = ["DEFAULT_LAYERS", "PatchFeatureExtractor", "PatchMemory", "frame_score", "scored_cells", "specular_cells",
-           "valid_pixels", "valid_region"]
+__all__ = ["DEFAULT_LAYERS", "PatchFeatureExtractor", "PatchMemory", "PatchNet", "check_images", "frame_score",
+           "scored_cells", "specular_cells", "valid_pixels", "valid_region"]
 
 DEFAULT_LAYERS = "blocks.2+blocks.4"  # stride 8 (40 ch) + stride 16 (112 ch) of EfficientNet-Lite0
 _LOCAL_POOL = 3  # PatchCore's neighbourhood aggregation: 3×3 average, stride 1
@@ -44,6 +44,29 @@ def _parse_layers(layer: str | None) -> list[int]:
     if not indices or indices[0] < 0:
         raise InputError(f"layer {spec!r}: expected block indices such as 'blocks.2+blocks.4'")
     return indices
+
+
+class PatchNet(nn.Module):
+    """The patch-descriptor computation as a plain module (what PatchFeatureExtractor runs and what
+    patch_openvino.py compiles): stem, blocks up to the last listed one, a 3×3 local average of each listed
+    block's output, all resized to the first one's grid and concatenated along channels."""
+
+    def __init__(self, net: nn.Module, layers: list[int]) -> None:
+        super().__init__()
+        self.net, self.layers = net, list(layers)
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = self.net.bn1(self.net.conv_stem(images))
+        maps: list[Tensor] = []
+        for index, block in enumerate(self.net.blocks[: self.layers[-1] + 1]):
+            x = block(x)
+            if index in self.layers:
+                maps.append(TF.avg_pool2d(x, _LOCAL_POOL, stride=1, padding=_LOCAL_POOL // 2,
+                                          count_include_pad=False))
+        size = maps[0].shape[-2:]
+        maps = [m if m.shape[-2:] == size else TF.interpolate(m, size=size, mode="bilinear", align_corners=False)
+                for m in maps]
+        return torch.cat(maps, dim=1)
 
 
 class PatchFeatureExtractor:
@@ -74,27 +97,22 @@ class PatchFeatureExtractor:
             raise InputError(f"layer {layer!r}: the network has blocks 0–{len(net.blocks) - 1}")
         self.layer = "+".join(f"blocks.{i}" for i in self.layers)
         self.net = net.eval()
+        self.module = PatchNet(self.net, self.layers).eval()
 
     @torch.inference_mode()
     def __call__(self, images: Tensor) -> Tensor:
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise InputError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
-        x = self.net.bn1(self.net.conv_stem(images.float()))
-        maps: list[Tensor] = []
-        for index, block in enumerate(self.net.blocks[: self.layers[-1] + 1]):
-            x = block(x)
-            if index in self.layers:
-                maps.append(TF.avg_pool2d(x, _LOCAL_POOL, stride=1, padding=_LOCAL_POOL // 2,
-                                          count_include_pad=False))
-        size = maps[0].shape[-2:]
-        maps = [m if m.shape[-2:] == size else TF.interpolate(m, size=size, mode="bilinear", align_corners=False)
-                for m in maps]
-        return torch.cat(maps, dim=1).float().contiguous()
+        check_images(images)
+        return self.module(images.float()).float().contiguous()
 
     @property
     def channels(self) -> int:
         """C of the descriptors (sum of the chosen blocks' output channels)."""
         return int(sum(_block_channels(self.net.blocks[i]) for i in self.layers))
+
+
+def check_images(images: Tensor) -> None:
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise InputError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
 
 
 def _block_channels(block: nn.Module) -> int:

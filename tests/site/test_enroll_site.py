@@ -103,3 +103,17 @@ def test_live_scorer_ranks_the_centres_polyps_above_held_apart_normal_footage(en
 def test_one_recording_is_cut_into_contiguous_blocks():
     groups = block_groups(23, 5)
     assert groups.tolist() == sorted(groups.tolist()) and set(groups.tolist()) == set(range(5))
+
+
+def test_an_openvino_engine_scores_the_site_with_the_same_descriptors(enrolled):
+    """On the OpenVINO engine the site scorer runs the patch network compiled with OpenVINO (faster,
+    benchmarks/results/site_model_cost-*); the site scores must be the torch-cpu engine's, frame by frame."""
+    from stream_monitor.site.patch_openvino import OpenVinoPatchExtractor
+
+    frames = normalize_uint8(np.stack([model_rgb(read_image(f)) for f in list_images(POLYPS)[:4]]))
+    reference, _ = load_scorer(ModelConfig(detector=enrolled, backend="torch-cpu", threads=1))
+    compiled, info = load_scorer(ModelConfig(detector=enrolled, backend="openvino", threads=1))
+    assert info["backend"] == "openvino+site" and isinstance(compiled.extractor, OpenVinoPatchExtractor)
+    assert not isinstance(reference.extractor, OpenVinoPatchExtractor)
+    np.testing.assert_allclose(compiled.score_batch(frames).site_score, reference.score_batch(frames).site_score,
+                               rtol=1e-4)

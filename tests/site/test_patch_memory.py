@@ -25,6 +25,7 @@ from stream_monitor.site.patch_memory import (
 
 CENTRE_C_FRAME = SHARED_DATA / "sequences" / "polypgen-negative" / "seq19_neg" / "0001_seq19_img1.jpg"  # glossy
 CENTRE_A_FRAME = SHARED_DATA / "sequences" / "polypgen-negative" / "seq01_neg" / "0006_seq1_img6.jpg"
+CENTRE_A_POLYP = SHARED_DATA / "polypgen-positive" / "centre_A" / "img001.jpg"
 
 
 def _model_rgb(path):
@@ -138,3 +139,20 @@ def test_extractor_gives_a_28_by_28_map_of_the_two_stages():
     assert torch.isfinite(maps).all() and maps.std() > 0
     with pytest.raises(InputError):
         PatchFeatureExtractor(layer="blocks.9")
+
+
+def test_openvino_extractor_gives_the_torch_descriptors_on_real_frames():
+    """The live site scorer's OpenVINO extractor (when the engine runs on OpenVINO) must give the descriptors
+    the site threshold was calibrated on: the torch extractor's, on real PolypGen frames, batch 1 and 3."""
+    from stream_monitor.site.patch_openvino import OpenVinoPatchExtractor
+
+    rgb = np.stack([_model_rgb(path) for path in (CENTRE_A_FRAME, CENTRE_A_POLYP, CENTRE_C_FRAME)])
+    images = torch.from_numpy(normalize_uint8(rgb))
+    torch_extractor = PatchFeatureExtractor(None)
+    compiled = OpenVinoPatchExtractor(torch_extractor, threads=1)
+    expected = torch_extractor(images).numpy()
+    assert compiled.layer == torch_extractor.layer and compiled.channels == expected.shape[1]
+    np.testing.assert_allclose(compiled(images[:1]).numpy(), expected[:1], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(compiled(images).numpy(), expected, rtol=1e-4, atol=1e-3)
+    with pytest.raises(InputError, match="compiled for"):
+        compiled(torch.zeros(1, 3, 256, 256))
