@@ -56,7 +56,7 @@ from ..site.calibration import p_values
 from ..site.patch_memory import PatchFeatureExtractor, frame_score, valid_pixels, valid_region
 from ..site.site_model import SiteOptions, group_memories, unlike_groups
 from .ood_metrics import auroc
-from .site_enrollment import ALPHA, FA_LIMIT, _splits
+from .site_enrollment import ALPHA, FA_LIMIT, _splits, pick_on_other_centres
 from .site_features import CACHE_DIR, CENTRES, cached_model_rgb, frame_groups
 
 VARIANTS = ("model", "colon-crop", "grey-world", "flip-memory", "input-320", "block-calibration", "intra-image",
@@ -236,18 +236,11 @@ def evaluate(variants=VARIANTS, options: SiteOptions = SiteOptions()) -> dict:
 
 
 def choose_threshold_rule(results: dict, held_out: str) -> tuple[str, str, str] | None:
-    """Leave-one-centre-out: the (variant, backbone, quantile) with the highest worst-centre polyp share
-    among those whose mean false alerts are ≤ FA_LIMIT on both other centres (None if none is)."""
-    others = [c for c in CENTRES if c != held_out]
-    best, best_value = None, -1.0
-    for r in results.values():
-        if r["centre"] != others[0]:
-            continue
-        for q in r["at_quantile"]:
-            rates = [results[f"{r['variant']}|{c}|{r['backbone']}"]["at_quantile"][q] for c in others]
-            if all(fa <= FA_LIMIT for fa, _ in rates) and min(tp for _, tp in rates) > best_value:
-                best, best_value = (r["variant"], r["backbone"], q), min(tp for _, tp in rates)
-    return best
+    """Leave-one-centre-out (site_enrollment.pick_on_other_centres) over every (variant, backbone, quantile)."""
+    candidates = [(r["variant"], r["backbone"], q) for r in results.values()
+                  if r["centre"] == next(c for c in CENTRES if c != held_out) for q in r["at_quantile"]]
+    return pick_on_other_centres(
+        candidates, lambda c, cand: tuple(results[f"{cand[0]}|{c}|{cand[1]}"]["at_quantile"][cand[2]]), held_out)
 
 
 def _threshold_sweep_lines(results: dict) -> list[str]:

@@ -172,18 +172,25 @@ def evaluate(options: SiteOptions, before_threshold: float, sites=(*CENTRES, "hk
     return results
 
 
+def pick_on_other_centres(candidates, rates, held_out: str):  # type: ignore[no-untyped-def]
+    """The leave-one-centre-out rule for reporting `held_out`: among `candidates` whose mean false alerts are
+    ≤ FA_LIMIT on every OTHER centre, the one with the highest worst-centre polyp share (the first one on a
+    tie; None if no candidate qualifies). `rates(centre, candidate)` → (false alerts, polyps flagged)."""
+    others = [c for c in CENTRES if c != held_out]
+    best, best_value = None, -1.0
+    for candidate in candidates:
+        pairs = [rates(c, candidate) for c in others]
+        if all(fa <= FA_LIMIT for fa, _ in pairs) and min(tp for _, tp in pairs) > best_value:
+            best, best_value = candidate, min(tp for _, tp in pairs)
+    return best
+
+
 def choose(results: dict, held_out: str) -> str:
     """Leave-one-centre-out choice of (backbone, cells, top-k, rule) for reporting `held_out` (see module doc)."""
-    selection = [c for c in CENTRES if c != held_out]
     configs = sorted({key.split("|", 1)[1] for key in results if not key.endswith("nero-threshold")})
-    best, best_value = None, -1.0
-    for config in configs:
-        rows = [results[f"{c}|{config}"] for c in selection]
-        if any(r["false_alerts_mean"] > FA_LIMIT for r in rows):
-            continue
-        value = min(r["polyps_flagged_mean"] for r in rows)
-        if value > best_value:
-            best, best_value = config, value
+    best = pick_on_other_centres(configs, lambda c, config: (results[f"{c}|{config}"]["false_alerts_mean"],
+                                                            results[f"{c}|{config}"]["polyps_flagged_mean"]),
+                                 held_out)
     return best or configs[0]
 
 

@@ -63,10 +63,11 @@ class PatchNet(nn.Module):
             if index in self.layers:
                 maps.append(TF.avg_pool2d(x, _LOCAL_POOL, stride=1, padding=_LOCAL_POOL // 2,
                                           count_include_pad=False))
+        # the later (coarser) maps onto the first one's grid; no shape test in the graph, so OpenVINO's
+        # trace has nothing to warn about (a same-size bilinear resize is the identity)
         size = maps[0].shape[-2:]
-        maps = [m if m.shape[-2:] == size else TF.interpolate(m, size=size, mode="bilinear", align_corners=False)
-                for m in maps]
-        return torch.cat(maps, dim=1)
+        resized = [TF.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps[1:]]
+        return torch.cat([maps[0], *resized], dim=1)
 
 
 class PatchFeatureExtractor:

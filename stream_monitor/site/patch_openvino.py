@@ -1,20 +1,19 @@
 """The site model's patch features compiled with OpenVINO for the CPU.
 
-Same module as PatchFeatureExtractor runs (patch_memory.PatchNet), converted once and run at fp32 (the
-precision hint is explicit: OpenVINO would pick bf16 by itself on CPUs that have it, and the site
-threshold was calibrated on fp32 descriptors). Measured side by side with the torch extractor in
+Same module as PatchFeatureExtractor runs (patch_memory.PatchNet), converted and compiled as the engine's
+OpenVINO back-end does (engine/backends/openvino.py), at fp32: the site threshold was calibrated on fp32
+descriptors. Measured side by side with the torch extractor in
 benchmarks/results/site_model_cost-*. The live site scorer uses it when the engine runs on OpenVINO;
 enrollment keeps the torch extractor (tests/site/test_patch_memory.py checks that the two agree).
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..engine.backends.openvino import convert_for_cpu, cpu_config
 from ..errors import InputError
 from .patch_memory import PatchFeatureExtractor, check_images
 
@@ -29,15 +28,8 @@ class OpenVinoPatchExtractor:
         import openvino as ov
 
         height, width = image_size
-        # the converter traces with torch.jit; its deprecation warnings are torch's note to OpenVINO
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
-            converted = ov.convert_model(extractor.module, example_input=torch.zeros(1, 3, height, width),
-                                         input=[ov.PartialShape([-1, 3, height, width])])
-        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        self._request = ov.Core().compile_model(converted, "CPU", config).create_infer_request()
+        converted = convert_for_cpu(extractor.module, height, width)
+        self._request = ov.Core().compile_model(converted, "CPU", cpu_config("fp32", threads)).create_infer_request()
         self.image_size = (height, width)
         self.layer, self.channels = extractor.layer, extractor.channels
 

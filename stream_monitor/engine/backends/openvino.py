@@ -25,7 +25,28 @@ from ..fused import FusedNero, backbone_outputs
 from .base import EngineBackend, EngineOptions
 from .torch_cpu import resolve_cpu_precision
 
-__all__ = ["OpenVinoBackend"]
+__all__ = ["OpenVinoBackend", "convert_for_cpu", "cpu_config"]
+
+
+def convert_for_cpu(module: nn.Module, height: int, width: int):  # type: ignore[no-untyped-def]
+    """`module` (images (B, 3, height, width) → tensors) converted by OpenVINO, any batch size."""
+    import openvino as ov
+
+    # OpenVINO's converter traces with torch.jit, whose deprecation FutureWarnings are torch's note to
+    # OpenVINO, not to an operator reading the monitor's log at every start.
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+        return ov.convert_model(module.eval(), example_input=torch.zeros(1, 3, height, width),
+                                input=[ov.PartialShape([-1, 3, height, width])])
+
+
+def cpu_config(precision: str, threads: int | None) -> dict:
+    """The CPU plugin's compile options: the precision stated explicitly (left alone, OpenVINO picks bf16
+    on CPUs that have it), latency first, and the thread count when given."""
+    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
 
 
 class _Backbone(nn.Module):
@@ -69,17 +90,8 @@ class OpenVinoBackend(EngineBackend):
         if options.cache_dir is not None:  # OpenVINO caches its compiled blobs keyed by model and config
             options.cache_dir.mkdir(parents=True, exist_ok=True)
             core.set_property({"CACHE_DIR": str(options.cache_dir)})
-        height, width = options.image_size
-        # OpenVINO's converter traces with torch.jit, whose deprecation FutureWarnings are torch's note to
-        # OpenVINO, not to an operator reading the monitor's log at every start.
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
-            converted = ov.convert_model(_Backbone(fused).eval(), example_input=torch.zeros(1, 3, height, width),
-                                         input=[ov.PartialShape([-1, 3, height, width])])
-        config = {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32",
-                  "PERFORMANCE_HINT": "LATENCY"}
-        if options.threads:
-            config["INFERENCE_NUM_THREADS"] = int(options.threads)
+        converted = convert_for_cpu(_Backbone(fused), *options.image_size)
+        config = cpu_config(self.precision, options.threads)
         # Each input form is compiled on its first use: the live loop only ever feeds uint8 frames (and
         # warms that path up before `ready`), tests and benchmarks mostly float32 — half the start-up.
         self._compile = lambda model: core.compile_model(model, "CPU", config).create_infer_request()  # noqa: E731
