@@ -103,8 +103,11 @@ class Prometheus:
         """Instant query through the HTTP API; returns the result list (vector or matrix)."""
         params = {"query": promql} | ({"time": f"{at:.3f}"} if at is not None else {})
         status, body = http_get(f"{self.url}/api/v1/query?{urllib.parse.urlencode(params)}")
+        # while starting, Prometheus answers 503 in plain text: a failed assertion ("not answering yet") to
+        # callers that wait, not a JSON error
+        assert status == 200, f"{promql}: {status} {body[:500]}"
         payload = json.loads(body) if body else {}
-        assert status == 200 and payload.get("status") == "success", f"{promql}: {status} {body[:500]}"
+        assert payload.get("status") == "success", f"{promql}: {status} {body[:500]}"
         return payload["data"]["result"]
 
     def api(self, path: str) -> dict:
