@@ -3,8 +3,9 @@ distinctiveness, alone and multiplied by the exact score decomposition, on the s
 
 Descriptor sources: the shipped model's own blocks at the engine's 224 input (free with its forward pass:
 the live candidates), and, to learn whether finer or generic features would point better, a second
-forward at 448 input or with the ImageNet EfficientNet-Lite0 weights (not live-feasible at ≈ 4× / 1× the
-engine's whole forward; measured, never shipped). Distinctiveness maps are cached under
+forward at 448 input or with packaged ImageNet weights — EfficientNet-Lite0, and Lite2, the largest
+backbone whose weights ship in a package (not live-feasible at ≈ 1–6× the engine's whole forward; measured,
+never shipped). Distinctiveness maps are cached under
 .cache/explanations; the masks only measure (explanation_run chooses on the select part).
 """
 
@@ -29,7 +30,8 @@ __all__ = ["LIVE_SOURCES", "OFFLINE_SOURCES", "distinct_families"]
 
 # (weights, input side, blocks): the first two come out of the engine's own forward pass
 LIVE_SOURCES = (("bundled", 224, "blocks.2"), ("bundled", 224, "blocks.2+blocks.3"))
-OFFLINE_SOURCES = (("bundled", 448, "blocks.3"), ("imagenet", 224, "blocks.2"), ("imagenet", 448, "blocks.4"))
+OFFLINE_SOURCES = (("bundled", 448, "blocks.3"), ("imagenet", 224, "blocks.2"), ("imagenet", 448, "blocks.4"),
+                   ("imagenet-lite2", 448, "blocks.4"))
 DARKS = (0, 50, 70, 90)
 SIGMAS = (0.0, 1.0)
 POWERS = (1.0, 4.0)
@@ -39,9 +41,10 @@ RADIUS = 1
 def _network(weights: str, model):
     if weights == "bundled":
         return model
-    from ..models.efficientnet_lite import build_efficientnet_lite0
+    from ..models.efficientnet_lite import build_efficientnet_lite
 
-    return build_efficientnet_lite0(1000, pretrained=True).eval()
+    arch = {"imagenet": "efficientnet_lite0", "imagenet-lite2": "efficientnet_lite2"}[weights]
+    return build_efficientnet_lite(arch, 1000, pretrained=True).eval()
 
 
 def _source_maps(source: tuple[str, int, str], model, frames: list[Frame], data_root: Path, cache: Path) -> np.ndarray:
