@@ -1,5 +1,5 @@
 """The zero-shot map families for explanation_run (explanations/distinct.py): intra-image
-distinctiveness, alone and multiplied by the exact score decomposition, on the scene cells.
+distinctiveness, alone, multiplied by the exact score decomposition, and that weighted away from the scene's edge.
 
 Descriptor sources: the shipped model's own blocks at the engine's 224 input (free with its forward pass:
 the live candidates), and, to learn whether finer or generic features would point better, a second
@@ -35,6 +35,7 @@ OFFLINE_SOURCES = (("bundled", 448, "blocks.3"), ("imagenet", 224, "blocks.2"), 
 DARKS = (0, 50, 70, 90)
 SIGMAS = (0.0, 1.0)
 POWERS = (1.0, 4.0)
+EDGE_TAUS = (1.0, 2.0, 3.0)  # cells; round 5: the maximum's misses sit mostly at the scene's edge
 RADIUS = 1
 
 
@@ -92,7 +93,8 @@ def distinct_families(model, detector, frames: list[Frame], args, memory_map=Non
             scenes[(i, dark)] = scene_cells(frame.rgb[None], h, h, dark)[0]
         return scenes[(i, dark)]
 
-    def make(frame: Frame, source: str, dark: int, sigma: float, power: float, with_score: bool) -> np.ndarray:
+    def make(frame: Frame, source: str, dark: int, sigma: float, power: float, with_score: bool,
+             edge_tau: float = 0.0) -> np.ndarray:
         i = index[(frame.set_name, frame.name)]
         weights, side, layer = source.split(":")
         dist = sources[(weights, int(side), layer)][i]
@@ -101,7 +103,7 @@ def distinct_families(model, detector, frames: list[Frame], args, memory_map=Non
             if i not in decomposition:
                 decomposition[i] = residual_decomposition(frame.feature_map, detector)
             score = decomposition[i]
-        return combine(dist, scene(i, dark, frame, dist.shape[0]), sigma, power, score)
+        return combine(dist, scene(i, dark, frame, dist.shape[0]), sigma, power, score, edge_tau)
 
     def candidates(source_list, with_score):
         return tuple({"source": ":".join(map(str, s)), "dark": d, "sigma": sg, "power": p, "with_score": with_score}
@@ -127,6 +129,8 @@ def distinct_families(model, detector, frames: list[Frame], args, memory_map=Non
         MapFamily("intra-image distinctiveness (engine's blocks, scene cells)", make, candidates(LIVE_SOURCES, False)),
         MapFamily("distinctiveness x score decomposition (engine's blocks, scene cells)", make,
                   candidates(LIVE_SOURCES, True)),
+        MapFamily("distinctiveness x score decomposition x edge weight (engine's blocks, scene cells)", make,
+                  tuple(dict(c, edge_tau=t) for c in candidates(LIVE_SOURCES, True) for t in EDGE_TAUS)),
         MapFamily("score decomposition on scene cells (ablation: no distinctiveness)", decomposition_on_scene,
                   tuple({"dark": d, "power": p} for d, p in itertools.product(DARKS, POWERS))),
         MapFamily("distinctiveness x score decomposition (second forward: 448 input or ImageNet weights; not live)",

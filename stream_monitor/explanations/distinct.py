@@ -9,8 +9,11 @@ mid-level block outputs, 3×3-averaged as `patch.patch_descriptors`):
     scene(l)  = the lit scope region (`valid_region`: no black border, text or position box) minus
                 cells touching very dark pixels (the lumen: dark, unlike everything, never a polyp's
                 surface — without this the maximum sits on the lumen)
-    map(l)    = ( n(smooth_σ(dist))(l) · n(up(c))(l) )^power   on scene cells, 0 elsewhere
-                (without the score: ( n(smooth_σ(dist))(l) )^power)
+    map(l)    = ( n(smooth_σ(dist))(l) · n(up(c))(l) · e(l) )^power   on scene cells, 0 elsewhere
+                (without the score: ( n(smooth_σ(dist))(l) · e(l) )^power)
+    e(l)      = 1 − exp(−d(l) / τ), d(l) the distance (cells) from l to the nearest non-scene cell
+                (`edge_weight`; τ = 0: e = 1) — a cell at the scene's edge sees the dark or the border in
+                its receptive field, which makes it look unusual; most misses of the maximum sit there
 
 where n(·) rescales to [0, 1] over the scene cells and c is the exact decomposition of the shipped score
 over the 7×7 last-layer locations (`maps.residual_decomposition`, bilinearly resized): the product keeps
@@ -31,7 +34,7 @@ import torch
 from ..errors import InputError
 from ..site.patch_memory import valid_region
 
-__all__ = ["combine", "dark_cells", "distinctiveness", "rescale", "scene_cells"]
+__all__ = ["combine", "dark_cells", "distinctiveness", "edge_weight", "rescale", "scene_cells"]
 
 
 @functools.lru_cache(maxsize=8)
@@ -84,10 +87,21 @@ def rescale(values: np.ndarray, cells: np.ndarray) -> np.ndarray:
     return np.where(cells, (values - lo) / (hi - lo) if hi > lo else 0.0, 0.0)
 
 
+def edge_weight(scene: np.ndarray, tau: float) -> np.ndarray:
+    """(h, w) bool scene → (h, w) float32 e(l) = 1 − exp(−d(l)/τ), d the Euclidean distance in cells to the
+    nearest non-scene cell (the grid's outside counts as non-scene); all 1 when τ is 0."""
+    if tau <= 0:
+        return np.ones(scene.shape, np.float32)
+    padded = np.pad(scene, 1).astype(np.uint8)
+    distance = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+    return (1.0 - np.exp(-distance / tau)).astype(np.float32)
+
+
 def combine(dist: np.ndarray | None, scene: np.ndarray, sigma: float, power: float,
-            score_map: np.ndarray | None = None) -> np.ndarray:
+            score_map: np.ndarray | None = None, edge_tau: float = 0.0) -> np.ndarray:
     """One frame: (h, w) distinctiveness (None: leave it out), (h, w) scene cells, optional (h', w') score
-    decomposition → the (h, w) float32 map of the module docstring. No scene cell: an all-zero map."""
+    decomposition, edge length τ (0: no edge weight) → the (h, w) float32 map of the module docstring.
+    No scene cell: an all-zero map."""
     if dist is None and score_map is None:
         raise InputError("combine needs the distinctiveness, the score decomposition or both")
     if not scene.any():
@@ -102,5 +116,6 @@ def combine(dist: np.ndarray | None, scene: np.ndarray, sigma: float, power: flo
     if score_map is not None:
         up = cv2.resize(np.asarray(score_map, np.float32), scene.shape[::-1], interpolation=cv2.INTER_LINEAR)
         out = out * rescale(up, scene)
+    out = out * edge_weight(scene, edge_tau)
     # + a tiny floor on scene cells: off-scene cells rank below every scene cell
     return np.where(scene, out ** power + 1e-6, 0.0).astype(np.float32)

@@ -14,7 +14,7 @@ import torch
 from stream_monitor import bundled
 from stream_monitor.data.images import read_image
 from stream_monitor.errors import InputError
-from stream_monitor.explanations.distinct import combine, dark_cells, distinctiveness, scene_cells
+from stream_monitor.explanations.distinct import combine, dark_cells, distinctiveness, edge_weight, scene_cells
 from stream_monitor.explanations.maps import residual_decomposition
 from stream_monitor.explanations.patch import forward_with_blocks, patch_descriptors
 from stream_monitor.models.registry import load_classifier
@@ -86,3 +86,27 @@ def test_the_combined_map_is_zero_off_the_scene_and_keeps_the_ordering(polyps):
         assert (np.diff(sharp[on][order]) >= 0).all()  # monotone: a cell ranked above another stays so
     with pytest.raises(InputError):
         combine(None, scene[0], 1.0, 1.0, None)
+
+
+def test_the_edge_weight_grows_with_the_distance_from_the_scene_edge():
+    scene = np.zeros((9, 9), bool)
+    scene[1:8, 1:8] = True  # a 7 × 7 scene: its outer ring touches the non-scene ring
+    weight = edge_weight(scene, tau=2.0)
+    assert weight[1, 4] == pytest.approx(1 - np.exp(-1 / 2.0), abs=1e-6)  # one cell from the edge
+    assert weight[4, 4] == pytest.approx(1 - np.exp(-4 / 2.0), abs=1e-6)  # the centre: four cells in
+    assert weight[0, 0] == 0 and (edge_weight(scene, tau=0.0) == 1).all()
+    full = np.ones((5, 5), bool)  # the grid's outside is not scene either
+    assert edge_weight(full, tau=1.0)[0, 2] == pytest.approx(1 - np.exp(-1.0), abs=1e-6)
+
+
+def test_the_edge_weight_moves_the_maximum_off_the_scene_edge(polyps):
+    rgb, descriptors, feature_map, detector = polyps
+    h = descriptors.shape[-1]
+    dist = distinctiveness(descriptors, radius=1)
+    scene = scene_cells(rgb, h, h, dark=70)
+    for i in range(len(rgb)):
+        edge_cells = scene[i] & (edge_weight(scene[i], 1.0) < 1 - np.exp(-1.5))
+        interior = scene[i] & ~edge_cells
+        peaked = np.where(edge_cells, 1.2 * dist[i][interior].max(), dist[i])  # the edge made the most unusual
+        plain, weighted = combine(peaked, scene[i], 0.0, 1.0), combine(peaked, scene[i], 0.0, 1.0, edge_tau=3.0)
+        assert edge_cells.ravel()[np.argmax(plain)] and not edge_cells.ravel()[np.argmax(weighted)]
