@@ -1,13 +1,12 @@
-"""Live cost the zero-shot map (explanations/distinct.py: intra-image distinctiveness × score decomposition)
-would add per frame on the CPU, against the plain engine's per-frame time, batch 1.
+"""Live cost the zero-shot maps (explanations/distinct.py: intra-image distinctiveness × score decomposition,
+and that × the edge weight) would add per frame on the CPU, against the plain engine's per-frame time, batch 1.
 
     python benchmarks/explanation_distinct_cost.py [--threads 1] [--min-time 3]
 
-The map is not shipped (docs/results/explanations: it does not beat every baseline on all three
-measures); this measures what it would cost if it were. Its inputs come free with the engine's forward
+The maps are not shipped (docs/results/explanations); this measures what they would cost if they were. Its inputs come free with the engine's forward
 (the blocks' outputs, as the patch map's descriptors, and the last feature map); the added work timed
 here is the descriptors' 3×3 pooling, the within-frame nearest-patch search, the scene cells (lit
-region, overlays, dark pixels), the 7×7 score decomposition and the combination. Budget (issue 18):
+region, overlays, dark pixels), the 7×7 score decomposition, the edge weight and the combination. Budget (issue 18):
 ≤ 10 % of the engine's per-frame time.
 """
 
@@ -52,18 +51,22 @@ def main() -> int:
     detector = NeroDetector.load(bundled.DETECTOR, weight=weight, bias=bias)
     image = preprocess_batch([read_image(list_images(DATA / "hyperkvasir-lgi" / "polyp")[0])])
     rows, before = [], load()
-    for layer, blocks in (("blocks.2", (2,)), ("blocks.2+blocks.3", (2, 3))):
+    # (row label, blocks, dark, power, edge τ): round 3's two products and round 5's edge-weighted one, each at
+    # the settings the select part chose (docs/results/explanations/maps.json)
+    variants = (("blocks.2", (2,), 90, 4.0, 0.0), ("blocks.2+blocks.3", (2, 3), 90, 4.0, 0.0),
+                ("blocks.2, edge-weighted", (2,), 50, 1.0, 3.0))
+    for layer, blocks, dark, power, edge_tau in variants:
         with torch.inference_mode():
             _, feature_map, kept = forward_with_blocks(model, torch.from_numpy(image), blocks)
         fmap = feature_map.numpy()[0]
 
-        def added(kept=kept, fmap=fmap):
+        def added(kept=kept, fmap=fmap, dark=dark, power=power, edge_tau=edge_tau):
             with torch.inference_mode():
                 descriptors = patch_descriptors(kept)
             dist = distinctiveness(descriptors, radius=1)[0]
             h = dist.shape[0]
-            scene = scene_cells(denormalize(image), h, h, dark=90)[0]
-            return combine(dist, scene, 1.0, 4.0, residual_decomposition(fmap, detector))
+            scene = scene_cells(denormalize(image), h, h, dark=dark)[0]
+            return combine(dist, scene, 1.0, power, residual_decomposition(fmap, detector), edge_tau)
 
         extra = timeit(added, repeat=20, min_time=args.min_time)
         for backend in args.backends.split(","):
@@ -83,7 +86,7 @@ def main() -> int:
     for r in rows:
         lines.append(f"| {r['backend']} | {r['layer']} | {r['threads']} | {r['engine_median_ms']:.1f} / {r['engine_best_ms']:.1f} | "
                      f"{r['added_median_ms']:.2f} / {r['added_best_ms']:.2f} | {r['share_median']:.1%} / {r['share_best']:.1%} |")
-    markdown = ("Per-frame cost the distinctiveness × score-decomposition map would add (not shipped), batch 1, fp32, "
+    markdown = ("Per-frame cost the distinctiveness × score-decomposition maps would add (not shipped), batch 1, fp32, "
                 "a real frame; budget ≤ 10 % of the engine's time.\n\n" + "\n".join(lines)
                 + f"\n\nLoad before/after: {before['loadavg_1_5_15']} / {load()['loadavg_1_5_15']}\n\n"
                 "Regenerate: `python benchmarks/explanation_distinct_cost.py`\n")
