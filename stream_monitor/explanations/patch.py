@@ -71,9 +71,9 @@ def patch_descriptors(block_outputs: list[Tensor]) -> Tensor:
     maps = [TF.avg_pool2d(x.float(), _LOCAL_POOL, stride=1, padding=_LOCAL_POOL // 2, count_include_pad=False)
             for x in block_outputs]
     size = maps[0].shape[-2:]
-    maps = [m if m.shape[-2:] == size else TF.interpolate(m, size=size, mode="bilinear", align_corners=False)
-            for m in maps]
-    return torch.cat(maps, dim=1)
+    # the later (coarser) maps resized without a shape test, which a trace (OpenVINO) would warn about
+    resized = [TF.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps[1:]]
+    return torch.cat([maps[0], *resized], dim=1)
 
 
 def denormalize(images: np.ndarray) -> np.ndarray:
