@@ -1,6 +1,6 @@
 """Explain NERO scores of images: the score and the parts it is made of, where the frame is unusual
-(the patch map, when the detector has an explanation artifact beside it; else the channel-deviation
-heatmap) and the neurons the score rests on, with what they usually respond to.
+(on a flagged image the validated scene map, when the detector's explanation artifact carries it — the
+bundled one does; else the channel-deviation heatmap) and the neurons the score rests on, with what they usually respond to.
 
 When the artifact serves an alert detector (the bundled one serves `fusion z(neco)+z(bstats)`), the
 verdict is that detector's, exactly as the live monitor decides it: its score, threshold and parts;
@@ -26,7 +26,7 @@ from ..baselines.serving import load_alert_detector
 from ..data.images import read_image
 from ..engine import Scorer
 from ..errors import InputError
-from ..explanations.assets import load_beside
+from ..explanations.assets import load_beside, map_kind
 from ..explanations.record import map_peak
 from ..nero import NeroDetector
 from ..nero.heatmap import explanation_figure
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             "threshold": threshold,
             "flagged": bool(threshold is not None and scored.score[0] > threshold),
             "predicted_class": det.class_names[int(np.argmax(scored.probs[0]))],
-            "map": "patch map" if assets is not None and assets.patch is not None else "channel-deviation heatmap",
+            "map": map_kind(assets, bool(scored.over_threshold[0])),
             "map_peak": map_peak(scored.heatmaps[0] if scored.heatmaps is not None else None),
             "top_neurons": [int(n) for n in scored.top_neurons[0]],
             "deviations": [float(v) for v in scored.deviations[0]],

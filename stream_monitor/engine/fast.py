@@ -76,14 +76,8 @@ class EngineScorer:
         threshold = self.detector.threshold  # raises NotFittedError before any work if uncalibrated
         with torch.inference_mode():
             out = self.engine.run(images)
-            scored = self.finish(out, threshold)
-        if self.explanation is not None:  # the patch map and the score's driving neurons (explanations/assets.py)
-            from ..explanations.assets import refine_batch
-
-            descriptors = out["patch_features"].cpu() if "patch_features" in out else None
-            scored = refine_batch(self.explanation, scored, images, out["relevance"].cpu().numpy(),
-                                  out["features"].cpu().numpy(), descriptors, self.detector, self.top_n)
-        return self._alert(scored, out)
+            scored = self._alert(self.finish(out, threshold), out)
+        return self._refine(scored, out, images=images)
 
     def score_uint8(self, rgb: np.ndarray) -> ScoredBatch:
         """rgb: (B, H, W, 3) uint8 model-sized RGB, as the capture processes write it to the ring; the
@@ -95,7 +89,21 @@ class EngineScorer:
         threshold = self.detector.threshold
         with torch.inference_mode():
             out = self.engine.run_uint8(rgb)
-            return self._alert(self.finish(out, threshold), out)
+            scored = self._alert(self.finish(out, threshold), out)
+        return self._refine(scored, out, rgb=rgb)
+
+    def _refine(self, scored: ScoredBatch, out: dict[str, Tensor], images: np.ndarray | None = None,
+                rgb: np.ndarray | None = None) -> ScoredBatch:
+        """The validated map and the score's driving neurons (explanations/assets.py), after the alert: the
+        scene map is drawn on the frames that alert. Both input paths (normalised or uint8) get it."""
+        if self.explanation is None:
+            return scored
+        from ..explanations.assets import refine_batch
+
+        host = lambda name: out[name].cpu().numpy() if name in out else None  # noqa: E731
+        descriptors = out["patch_features"].cpu() if "patch_features" in out else None
+        return refine_batch(self.explanation, scored, images, host("relevance"), host("features"), descriptors,
+                            self.detector, self.top_n, rgb=rgb, feature_map=host("feature_map"))
 
     def _alert(self, scored: ScoredBatch, out: dict[str, Tensor]) -> ScoredBatch:
         """The served alert detector's score and flags on this batch's pooled features (engine/alert.py)."""
@@ -240,7 +248,7 @@ def create_scorer(model: ClassifierAdapter, detector: NeroDetector, backend: str
     on_gpu = cls.device_type == "cuda"
     # ρ's k-smallest selection: in the graph on a GPU (topk is cheap there); on a CPU torch's topk costs
     # more than the backbone's last layer, so the Numba kernel does it after the graph.
-    patch_blocks = explanation.patch.blocks if (explanation is not None and explanation.patch and heatmaps) else ()
+    patch_blocks = explanation.descriptor_blocks if (explanation is not None and heatmaps) else ()
     stats_block = STATS_BLOCK if (alert is not None and alert.needs_block_stats) else None
     fused = FusedNero(model, detector, project=True, rho=on_gpu, feature_map=heatmaps, patch_blocks=patch_blocks,
                       stats_block=stats_block)

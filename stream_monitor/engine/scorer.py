@@ -40,7 +40,7 @@ class Scorer:
     @torch.inference_mode()
     def score_batch(self, images: np.ndarray) -> ScoredBatch:
         """images: (B, 3, 224, 224) float32, ImageNet-normalised (see `stream_monitor.preprocess`)."""
-        patch_blocks = self.explanation.patch.blocks if (self.explanation is not None and self.explanation.patch) else ()
+        patch_blocks = self.explanation.descriptor_blocks if self.explanation is not None else ()
         stats_block = STATS_BLOCK if (self.alert is not None and self.alert.needs_block_stats) else None
         features, feature_map, descriptors, stats = backbone_outputs(self.model, torch.from_numpy(images),
                                                                       patch_blocks, stats_block)
@@ -62,12 +62,13 @@ class Scorer:
             deviations=exp.deviations.astype(np.float32),
             heatmaps=heat,
         )
-        if self.explanation is not None:
+        if self.alert is not None:
+            alert_input = features if stats is None else torch.cat([features, stats], dim=1)
+            scored = apply_alert(scored, alert_input.double().numpy(), self.alert)
+        if self.explanation is not None:  # after the alert: the scene map is drawn on the frames that alert
             from ..explanations.assets import refine_batch
 
             scored = refine_batch(self.explanation, scored, images, parts.relevance, features.double().numpy(),
-                                  descriptors if self.heatmaps else None, self.detector, self.top_n)
-        if self.alert is None:
-            return scored
-        alert_input = features if stats is None else torch.cat([features, stats], dim=1)
-        return apply_alert(scored, alert_input.double().numpy(), self.alert)
+                                  descriptors if self.heatmaps else None, self.detector, self.top_n,
+                                  feature_map=None if feature_map is None else feature_map.numpy())
+        return scored

@@ -20,12 +20,17 @@ over the 7×7 last-layer locations (`maps.residual_decomposition`, bilinearly re
 what is both unusual within the frame AND drives the alert. `power` sharpens the map for display; it
 changes neither the maximum nor the ordering of cells.
 
-Settings are chosen on the select half of the polyp masks (evaluation/explanation_distinct.py).
+Settings are chosen on the select half of the polyp masks (evaluation/explanation_distinct.py). When the
+chosen edge-weighted product beats every baseline map there (docs/results/explanations), its settings
+(`SceneMapSettings`) ship in the explanation artifact and `scene_maps` draws it live on the frames that
+alert (explanations/assets.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -33,8 +38,41 @@ import torch
 
 from ..errors import InputError
 from ..site.patch_memory import valid_region
+from .maps import residual_decomposition
+from .patch import parse_blocks
 
-__all__ = ["combine", "dark_cells", "distinctiveness", "edge_weight", "rescale", "scene_cells"]
+__all__ = ["SceneMapSettings", "combine", "dark_cells", "distinctiveness", "edge_weight", "rescale", "scene_cells",
+           "scene_maps"]
+
+
+@dataclass(frozen=True)
+class SceneMapSettings:
+    """The live map's settings (the module docstring's symbols; defaults: what the select part chose in
+    round 5, docs/results/explanations/maps.json): descriptor blocks of the engine's own forward, grey level
+    below which pixels count as dark lumen, smoothing σ and edge length τ in cells, display power."""
+
+    layer: str = "blocks.2"
+    dark: int = 50
+    sigma: float = 1.0
+    power: float = 1.0
+    edge_tau: float = 3.0
+    radius: int = 1
+
+    @property
+    def blocks(self) -> tuple[int, ...]:
+        return parse_blocks(self.layer)
+
+    def metadata(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_metadata(cls, meta: dict) -> "SceneMapSettings":
+        try:
+            settings = cls(**meta)
+            settings.blocks  # noqa: B018 — a bad layer name fails here, at load, not on the first alert
+        except (TypeError, ValueError, InputError) as exc:
+            raise InputError(f"invalid scene-map settings {meta!r}: {exc}") from exc
+        return settings
 
 
 @functools.lru_cache(maxsize=8)
@@ -119,3 +157,15 @@ def combine(dist: np.ndarray | None, scene: np.ndarray, sigma: float, power: flo
     out = out * edge_weight(scene, edge_tau)
     # + a tiny floor on scene cells: off-scene cells rank below every scene cell
     return np.where(scene, out ** power + 1e-6, 0.0).astype(np.float32)
+
+
+def scene_maps(settings: SceneMapSettings, descriptors: np.ndarray | torch.Tensor, rgb: np.ndarray,
+               feature_maps: np.ndarray, detector) -> np.ndarray:
+    """The module docstring's map for a batch: (B, C, h, w) descriptors of `settings.blocks`, (B, H, W, 3)
+    uint8 RGB as the model saw it, (B, D, h', w') last feature maps → (B, h, w) float32 in [0, 1]."""
+    dist = distinctiveness(descriptors, settings.radius)
+    h, w = dist.shape[1:]
+    scenes = scene_cells(np.asarray(rgb), h, w, settings.dark)
+    return np.stack([combine(dist[i], scenes[i], settings.sigma, settings.power,
+                             residual_decomposition(feature_maps[i], detector), settings.edge_tau)
+                     for i in range(len(dist))])

@@ -197,6 +197,9 @@ def test_explain_gives_the_live_verdict_of_a_served_detector(tmp_path):
         assert np.isclose(sum(record["components"].values()), record["score"], rtol=1e-12)
         assert record["nero_threshold"] == NeroDetector.load(bundled.DETECTOR).calibration.threshold
         assert record["nero_score"] != record["score"]
+        # a flagged frame is explained by the validated scene map the bundled explanation artifact carries
+        assert record["flagged"]  # the precondition: these polyps alert
+        assert record["map"].startswith("scene map") and record["map_peak"] is not None
 
 
 def test_commands_fail_with_one_clear_line(tmp_path, capsys):
