@@ -1,4 +1,5 @@
-"""Live cost of the validated explanation (patch map + score drivers) on the CPU back-ends, per frame.
+"""Live cost of the validated explanation (score drivers, scene map; patch maps for comparison) on the CPU
+back-ends, per frame.
 
     python benchmarks/explanation_cost.py [--threads 1] [--min-time 3]
 
@@ -7,13 +8,16 @@ real frames (HyperKvasir polyps), batch 1 (the live path). For each CPU back-end
 engine per frame, and the work an explanation adds, each by itself in the same run: the bundled explanation (neuron drivers; the patch map is not in it until it measures
 better, docs/results/explanations) and with the patch map added at each live-feasible memory size of
 evaluation/explanation_patch.py (a memory of random entries of that size: the search costs the same
-whatever the values); share = added time / engine time (medians, and bests).
+whatever the values). The bundled artifact carries the scene map (explanations/distinct.py), drawn on the
+frames that alert only: it is timed on an in-distribution frame (the engine then only pools the blocks.2
+descriptors) and on an alerting one. share = added time / engine time (medians, and bests).
 Budget (issue 18): ≤ 10 % of the engine's per-frame time.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import warnings
@@ -63,37 +67,43 @@ def main() -> int:
     rows, before = [], load()
     for backend in args.backends.split(","):
         options = EngineOptions(precision="fp32", threads=args.threads)
-        variants = {"neuron drivers (bundled artifact)": assets}
+        drivers_only = dataclasses.replace(assets, scene=None)
+        # name → (artifact, whether the frame alerts)
+        variants = {"neuron drivers only": (drivers_only, False),
+                    "bundled artifact (drivers + scene map), frame in distribution": (assets, False),
+                    "bundled artifact (drivers + scene map), alerting frame": (assets, True)}
         for layer, size in MEMORIES:
             channels = PatchFeatureExtractor(model, layer=layer).channels
             memory = PatchMemory(np.random.default_rng(0).normal(size=(size, channels)).astype(np.float32))
-            variants[f"+ patch map {layer}, memory {size}"] = ExplanationAssets(
-                PatchExplainer(layer, memory, 1.0, 2.0), assets.atlas, assets.head_sha256, assets.score_terms)
+            variants[f"+ patch map {layer}, memory {size} (not shipped)"] = (ExplanationAssets(
+                PatchExplainer(layer, memory, 1.0, 2.0), assets.atlas, assets.head_sha256, assets.score_terms), False)
         try:
             scorers = {"plain": create_scorer(model, detector, backend, options=options)}
             scorers.update({name: create_scorer(model, detector, backend, options=options, explanation=v)
-                            for name, v in variants.items()})
+                            for name, (v, _) in variants.items()})
         except Exception as exc:  # an optional back-end that is not installed
             print(f"skipped {backend}: {exc}")
             continue
         # On a shared, loaded machine the difference of two engine timings is mostly noise, so the added
         # work is timed by itself: the descriptors' pooling (the only graph addition) and the post-step
-        # (explanations.assets.refine_batch: valid region, nearest-patch search, map; the score drivers).
+        # (explanations.assets.refine_batch: the score drivers; the map on the rows it is drawn on).
         image = frames[0]
         plain = timeit(lambda: scorers["plain"].score_batch(image), repeat=20, min_time=args.min_time)
-        for name, variant in variants.items():
+        for name, (variant, alerting) in variants.items():
             scorer = scorers[name]
             with torch.inference_mode():
                 out = scorer.engine.run(image)
                 scored = scorer.finish(out, detector.threshold)
+            scored = dataclasses.replace(scored, over_threshold=np.full(len(image), alerting))
             relevance, features = out["relevance"].numpy(), out["features"].numpy()
-            descriptors = out.get("patch_features")
-            added = timeit(lambda: refine_batch(variant, scored, image, relevance, features, descriptors, detector, 5),
+            descriptors, feature_map = out.get("patch_features"), out["feature_map"].numpy()
+            added = timeit(lambda: refine_batch(variant, scored, image, relevance, features, descriptors, detector, 5,
+                                                feature_map=feature_map),
                            repeat=20, min_time=args.min_time)
             pooling = {"median_s": 0.0, "best_s": 0.0}
-            if variant.patch is not None:
+            if variant.descriptor_blocks:  # pooled in the graph on every frame
                 with torch.inference_mode():
-                    _, _, kept = forward_with_blocks(model, torch.from_numpy(image), variant.patch.blocks)
+                    _, _, kept = forward_with_blocks(model, torch.from_numpy(image), variant.descriptor_blocks)
                     pooling = timeit(lambda: patch_descriptors(kept), repeat=20, min_time=args.min_time)
             extra_med = added["median_s"] + pooling["median_s"]
             extra_best = added["best_s"] + pooling["best_s"]
