@@ -152,19 +152,18 @@ def write_report(out: Path, results: list[dict], frames: list[Frame], command: s
     (out / "README.md").write_text(text)
 
 
-BASELINES = ("deviation heatmap", "Grad-CAM", "score decomposition (relevance", "centre prior")
 MEASURE_NAMES = {"pointing_game": "pointing game", "mass_lift": "mass lift", "auroc_inside": "AUROC"}
 
 
 def losses_to_baselines(payload: dict, family: str) -> list[str]:
     """Where `family` (report part) does not beat a baseline map: '<set> <measure> ≤ <baseline>' each."""
-    from ..explanations.assets import MEASURES
+    from ..explanations.assets import BASELINE_FAMILIES, MEASURES
 
     results = {r["family"]: r for r in payload["results"]}
     mine = results[family]["measures"]
     lost = []
     for name, other in results.items():
-        if not name.startswith(BASELINES):
+        if not name.startswith(BASELINE_FAMILIES):
             continue
         for set_name, parts in mine.items():
             theirs = other["measures"][set_name]["report"]
@@ -174,20 +173,26 @@ def losses_to_baselines(payload: dict, family: str) -> list[str]:
 
 
 def _verdict(payload: dict) -> str:
-    from ..explanations.assets import validated_patch_settings
+    from ..explanations.assets import BASELINE_FAMILIES, validated_patch_settings, validated_scene_settings
 
     lines = []
     for r in payload["results"]:
-        if r["family"].startswith(BASELINES):
+        if r["family"].startswith(BASELINE_FAMILIES):
             continue
         lost = losses_to_baselines(payload, r["family"])
         lines.append(f"- {r['family']}: " + ("beats every baseline map on all three measures in both sets" if not lost
                                               else "does NOT beat every baseline: " + "; ".join(lost)))
-    settings = validated_patch_settings(payload)
-    live = (f"the patch map beats every other map on all three measures in both sets; it goes live ({settings})."
-            if settings is not None else
-            "the live heatmap stays (python -m stream_monitor.explanations.assets --patch-map auto includes a map "
-            "only when it beats every other map on all three measures in both sets).")
+    settings, scene = validated_patch_settings(payload), validated_scene_settings(payload)
+    if settings is not None:
+        live = f"the patch map beats every other map on all three measures in both sets; it goes live ({settings})."
+    elif scene is not None:
+        live = (f"the scene map (distinctiveness x score decomposition x edge weight) beats every baseline map on all "
+                f"three measures in both sets; it goes live on the frames that alert ({scene}; python -m "
+                "stream_monitor.explanations.assets --scene-map auto), the channel-deviation heatmap stays on the others.")
+    else:
+        live = ("the live heatmap stays (python -m stream_monitor.explanations.assets includes the patch map only when "
+                "it beats every other map, the scene map only when it beats every baseline map, on all three "
+                "measures in both sets).")
     return "Verdict against the baselines (report part):\n\n" + "\n".join(lines) + "\n\nLive: " + live
 
 

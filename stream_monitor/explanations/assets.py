@@ -175,7 +175,7 @@ DEFAULT_SPLIT = REPO / "configs" / "splits" / "hyperkvasir-lgi.json"
 PATCH_FAMILY = "patch map"
 SCENE_FAMILY = "distinctiveness x score decomposition x edge weight"
 # the maps a new one must beat (evaluation/explanation_run.baseline_families)
-BASELINE_FAMILIES = ("deviation heatmap", "Grad-CAM", "score decomposition (relevance residual", "centre prior")
+BASELINE_FAMILIES = ("deviation heatmap", "Grad-CAM", "score decomposition (relevance", "centre prior")
 MEASURES = ("pointing_game", "mass_lift", "auroc_inside")
 
 
