@@ -162,10 +162,13 @@ def combine(dist: np.ndarray | None, scene: np.ndarray, sigma: float, power: flo
 def scene_maps(settings: SceneMapSettings, descriptors: np.ndarray | torch.Tensor, rgb: np.ndarray,
                feature_maps: np.ndarray, detector) -> np.ndarray:
     """The module docstring's map for a batch: (B, C, h, w) descriptors of `settings.blocks`, (B, H, W, 3)
-    uint8 RGB as the model saw it, (B, D, h', w') last feature maps → (B, h, w) float32 in [0, 1]."""
+    uint8 RGB as the model saw it, (B, D, h', w') last feature maps → (B, h, w) float32 in [0, 1], each frame's
+    map divided by its maximum for display, as the deviation heatmap is (the measures are scale-free)."""
     dist = distinctiveness(descriptors, settings.radius)
     h, w = dist.shape[1:]
     scenes = scene_cells(np.asarray(rgb), h, w, settings.dark)
-    return np.stack([combine(dist[i], scenes[i], settings.sigma, settings.power,
+    maps = np.stack([combine(dist[i], scenes[i], settings.sigma, settings.power,
                              residual_decomposition(feature_maps[i], detector), settings.edge_tau)
                      for i in range(len(dist))])
+    peak = maps.reshape(len(maps), -1).max(axis=1)
+    return (maps / np.where(peak > 0, peak, 1.0)[:, None, None]).astype(np.float32)

@@ -121,3 +121,11 @@ def test_the_scene_settings_travel_in_the_artifact_and_bad_ones_are_refused(live
     with pytest.raises(InputError, match="not both"):
         ExplanationAssets(PatchExplainer("blocks.3", PatchMemory(np.ones((2, 4), np.float32)), 1.0, 1.0),
                           assets.atlas, "test", scene=SceneMapSettings())
+
+
+def test_each_scene_map_peaks_at_one_for_display(live):
+    """The overlay colours heat × 255: a map whose peak were 0.3 would draw no warm colour at all."""
+    model, detector, assets, rgb = live
+    maps = _offline(model, detector, assets.scene, rgb)
+    np.testing.assert_allclose(maps.reshape(len(maps), -1).max(axis=1), 1.0, rtol=1e-6)
+    assert (maps >= 0).all()
