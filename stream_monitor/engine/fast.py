@@ -100,10 +100,10 @@ class EngineScorer:
             return scored
         from ..explanations.assets import refine_batch
 
-        host = lambda name: out[name].cpu().numpy() if name in out else None  # noqa: E731
-        descriptors = out["patch_features"].cpu() if "patch_features" in out else None
-        return refine_batch(self.explanation, scored, images, host("relevance"), host("features"), descriptors,
-                            self.detector, self.top_n, rgb=rgb, feature_map=host("feature_map"))
+        # the map's inputs stay where the engine left them: refine_batch copies only the rows it draws on
+        return refine_batch(self.explanation, scored, images, out["relevance"].cpu().numpy(),
+                            out["features"].cpu().numpy(), out.get("patch_features"), self.detector, self.top_n,
+                            rgb=rgb, feature_map=out.get("feature_map"))
 
     def _alert(self, scored: ScoredBatch, out: dict[str, Tensor]) -> ScoredBatch:
         """The served alert detector's score and flags on this batch's pooled features (engine/alert.py)."""

@@ -20,6 +20,7 @@ import torch
 
 from ..data.features import model_fingerprint
 from ..data.images import read_image
+from ..explanations.assets import SCENE_FAMILY
 from ..explanations.distinct import combine, distinctiveness, rescale, scene_cells
 from ..explanations.maps import residual_decomposition
 from ..explanations.patch import forward_with_blocks, parse_blocks, patch_descriptors
@@ -129,7 +130,7 @@ def distinct_families(model, detector, frames: list[Frame], args, memory_map=Non
         MapFamily("intra-image distinctiveness (engine's blocks, scene cells)", make, candidates(LIVE_SOURCES, False)),
         MapFamily("distinctiveness x score decomposition (engine's blocks, scene cells)", make,
                   candidates(LIVE_SOURCES, True)),
-        MapFamily("distinctiveness x score decomposition x edge weight (engine's blocks, scene cells)", make,
+        MapFamily(f"{SCENE_FAMILY} (engine's blocks, scene cells)", make,
                   tuple(dict(c, edge_tau=t) for c in candidates(LIVE_SOURCES, True) for t in EDGE_TAUS)),
         MapFamily("score decomposition on scene cells (ablation: no distinctiveness)", decomposition_on_scene,
                   tuple({"dark": d, "power": p} for d, p in itertools.product(DARKS, POWERS))),

@@ -173,7 +173,12 @@ def losses_to_baselines(payload: dict, family: str) -> list[str]:
 
 
 def _verdict(payload: dict) -> str:
-    from ..explanations.assets import BASELINE_FAMILIES, validated_patch_settings, validated_scene_settings
+    from ..explanations.assets import (
+        BASELINE_FAMILIES,
+        SCENE_MAP_NAME,
+        validated_patch_settings,
+        validated_scene_settings,
+    )
 
     lines = []
     for r in payload["results"]:
@@ -186,7 +191,7 @@ def _verdict(payload: dict) -> str:
     if settings is not None:
         live = f"the patch map beats every other map on all three measures in both sets; it goes live ({settings})."
     elif scene is not None:
-        live = (f"the scene map (distinctiveness x score decomposition x edge weight) beats every baseline map on all "
+        live = (f"the {SCENE_MAP_NAME} beats every baseline map on all "
                 f"three measures in both sets; it goes live on the frames that alert ({scene}; python -m "
                 "stream_monitor.explanations.assets --scene-map auto), the channel-deviation heatmap stays on the others.")
     else:

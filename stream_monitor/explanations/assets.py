@@ -110,13 +110,13 @@ def refine_batch(assets: ExplanationAssets, scored, images: np.ndarray | None, r
     changes = {}
     if assets.patch is not None and descriptors is not None and scored.heatmaps is not None:
         images = images if images is not None else normalize_uint8(rgb)
-        changes["heatmaps"] = assets.patch.heatmaps(assets.patch.maps_from_descriptors(descriptors, images))
+        changes["heatmaps"] = assets.patch.heatmaps(assets.patch.maps_from_descriptors(_host(descriptors), images))
     alerting = np.flatnonzero(scored.over_threshold)
     if (assets.scene is not None and descriptors is not None and feature_map is not None
             and scored.heatmaps is not None and len(alerting)):
         rgb = rgb if rgb is not None else denormalize(images)
-        maps = scene_maps(assets.scene, np.asarray(descriptors)[alerting], rgb[alerting],
-                          np.asarray(feature_map)[alerting], detector)
+        maps = scene_maps(assets.scene, _host(descriptors[alerting]), rgb[alerting], _host(feature_map[alerting]),
+                          detector)
         heat = np.stack([cv2.resize(np.asarray(h, np.float32), maps.shape[:0:-1], interpolation=cv2.INTER_LINEAR)
                          for h in scored.heatmaps])
         heat[alerting] = maps
@@ -128,12 +128,18 @@ def refine_batch(assets: ExplanationAssets, scored, images: np.ndarray | None, r
     return dataclasses.replace(scored, **changes) if changes else scored
 
 
+def _host(array) -> np.ndarray:
+    """A host NumPy array of a NumPy array or a torch tensor on any device (the engine's outputs may sit on
+    the GPU: only the rows a map needs are copied)."""
+    return array.cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+
+
 def map_kind(assets: ExplanationAssets | None, alerting: bool) -> str:
     """Which map `refine_batch` put on a frame, in words (for records and figures)."""
     if assets is not None and assets.patch is not None:
         return "patch map"
     if assets is not None and assets.scene is not None and alerting:
-        return "scene map (distinctiveness x score decomposition x edge weight)"
+        return SCENE_MAP_NAME
     return "channel-deviation heatmap"
 
 
@@ -157,8 +163,6 @@ def fit_explanations(model, detector: NeroDetector, train_images: np.ndarray, he
     """From ID frames, (N, 3, 224, 224) float32 normalised: the atlas and (unless settings is None) the
     patch memory from the training frames, the patch map's offset from the held-out ones; `scene`, the scene
     map's settings, needs nothing fitted and is stored as given."""
-    from .patch import denormalize
-
     patch = PatchExplainer.fit(model, train_images, held_out_images, settings) if settings is not None else None
     maps = []
     with torch.inference_mode():
@@ -173,7 +177,8 @@ def fit_explanations(model, detector: NeroDetector, train_images: np.ndarray, he
 REPO = Path(__file__).resolve().parents[2]  # the checkout: the split and the measured maps live there
 DEFAULT_SPLIT = REPO / "configs" / "splits" / "hyperkvasir-lgi.json"
 PATCH_FAMILY = "patch map"
-SCENE_FAMILY = "distinctiveness x score decomposition x edge weight"
+SCENE_FAMILY = "distinctiveness x score decomposition x edge weight"  # its family in explanation_run's maps.json
+SCENE_MAP_NAME = f"scene map ({SCENE_FAMILY})"
 # the maps a new one must beat (evaluation/explanation_run.baseline_families)
 BASELINE_FAMILIES = ("deviation heatmap", "Grad-CAM", "score decomposition (relevance", "centre prior")
 MEASURES = ("pointing_game", "mass_lift", "auroc_inside")
