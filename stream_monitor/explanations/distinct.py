@@ -85,9 +85,11 @@ def _neighbourhood(h: int, w: int, radius: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def distinctiveness(descriptors: np.ndarray | torch.Tensor, radius: int = 1) -> np.ndarray:
+def distinctiveness(descriptors: np.ndarray | torch.Tensor, radius: int = 1, cells: np.ndarray | None = None) -> np.ndarray:
     """(B, C, h, w) → (B, h, w) float32: each cell's L2 distance to the nearest cell of the same frame
-    outside its (2·radius+1)² neighbourhood (a frame of one texture scores low everywhere)."""
+    outside its (2·radius+1)² neighbourhood (a frame of one texture scores low everywhere). `cells`
+    (B, h, w) bool: compute only those cells' distances (to every cell of the frame), 0 elsewhere — the
+    live map reads only its scene cells, and skipping the rest saves a third of the search."""
     x = torch.as_tensor(descriptors, dtype=torch.float32)
     if x.ndim != 4:
         raise InputError(f"descriptors must be (B, C, h, w), got {tuple(x.shape)}")
@@ -96,9 +98,18 @@ def distinctiveness(descriptors: np.ndarray | torch.Tensor, radius: int = 1) -> 
         raise InputError(f"radius {radius} leaves no cell outside the neighbourhood on a {h}×{w} grid")
     flat = x.reshape(b, c, h * w).transpose(1, 2)  # (B, L, C)
     sq = (flat ** 2).sum(-1)
-    # ‖a − b‖² = ‖a‖² + ‖b‖² − 2 a·b; ‖a‖² is the same along a row, so it is added after the minimum
-    d2 = torch.baddbmm(sq[:, None, :] + _neighbourhood(h, w, radius), flat, flat.transpose(1, 2), alpha=-2.0)
-    return (d2.min(-1).values + sq).clamp_min(0).sqrt().reshape(b, h, w).numpy()
+    near = _neighbourhood(h, w, radius)
+    if cells is None:
+        # ‖a − b‖² = ‖a‖² + ‖b‖² − 2 a·b; ‖a‖² is the same along a row, so it is added after the minimum
+        d2 = torch.baddbmm(sq[:, None, :] + near, flat, flat.transpose(1, 2), alpha=-2.0)
+        return (d2.amin(-1) + sq).clamp_min(0).sqrt().reshape(b, h, w).numpy()
+    out = torch.zeros(b, h * w)
+    for i, keep in enumerate(torch.from_numpy(np.asarray(cells, bool).reshape(b, h * w))):
+        rows = keep.nonzero().squeeze(1)
+        if len(rows):
+            d2 = torch.addmm(sq[i][None] + near[rows], flat[i][rows], flat[i].T, alpha=-2.0)
+            out[i, rows] = (d2.amin(-1) + sq[i][rows]).clamp_min(0).sqrt()
+    return out.reshape(b, h, w).numpy()
 
 
 def dark_cells(rgb: np.ndarray, h: int, w: int, dark: int, share: float = 0.05) -> np.ndarray:
@@ -164,9 +175,9 @@ def scene_maps(settings: SceneMapSettings, descriptors: np.ndarray | torch.Tenso
     """The module docstring's map for a batch: (B, C, h, w) descriptors of `settings.blocks`, (B, H, W, 3)
     uint8 RGB as the model saw it, (B, D, h', w') last feature maps → (B, h, w) float32 in [0, 1], each frame's
     map divided by its maximum for display, as the deviation heatmap is (the measures are scale-free)."""
-    dist = distinctiveness(descriptors, settings.radius)
-    h, w = dist.shape[1:]
+    h, w = descriptors.shape[-2:]
     scenes = scene_cells(np.asarray(rgb), h, w, settings.dark)
+    dist = distinctiveness(descriptors, settings.radius, scenes)  # `combine` reads it on scene cells only
     maps = np.stack([combine(dist[i], scenes[i], settings.sigma, settings.power,
                              residual_decomposition(feature_maps[i], detector), settings.edge_tau)
                      for i in range(len(dist))])

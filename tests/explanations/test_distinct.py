@@ -48,6 +48,15 @@ def test_distinctiveness_is_the_nearest_patch_outside_the_neighbourhood(polyps):
         assert got[y, xx] == pytest.approx(min(others), rel=1e-4)
 
 
+def test_distinctiveness_on_chosen_cells_equals_the_full_search_there(polyps):
+    rgb, descriptors, _, _ = polyps
+    cells = scene_cells(rgb, *descriptors.shape[-2:], dark=50)
+    assert 0 < cells.mean() < 1, "the frames must have cells off the scene for this check"
+    full, chosen = distinctiveness(descriptors), distinctiveness(descriptors, cells=cells)
+    np.testing.assert_allclose(chosen[cells], full[cells], rtol=1e-5)
+    assert (chosen[~cells] == 0).all()
+
+
 def test_a_pasted_foreign_patch_is_the_most_distinctive_cell(polyps):
     _, descriptors, _, _ = polyps
     x = descriptors[:1].copy()
