@@ -187,6 +187,12 @@ class ModelConfig(_Strict):
     threads: int | None = Field(None, ge=1, description="CPU threads for the engine; null = all cores but one")
     top_neurons: int = Field(5, ge=0, le=64)
     heatmap: bool = True
+    map_budget: float = Field(0.10, ge=0, le=1, description="the most the scene map, drawn on alerting frames, "
+                              "may cost as a share of the engine's time (explanations/pacing.py); alerting frames "
+                              "beyond it show their stream's latest map. 0 = never draw it")
+    map_hold_s: float = Field(1.0, ge=0, le=60, description="how long a stream's latest scene map stands in on "
+                              "the alerting frames the budget skipped, seconds of capture time; older: the "
+                              "deviation heatmap")
 
 
 class PipelineConfig(_Strict):

@@ -16,11 +16,13 @@ corrupt frame cannot blind the monitor to the other streams in its batch; check 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import time
 
+import cv2
 import numpy as np
 import torch
 from torch import Tensor
@@ -44,10 +46,11 @@ class EngineScorer:
     """Scores preprocessed frames through a compiled back-end and the scoring kernels."""
 
     def __init__(self, engine: EngineBackend, detector: NeroDetector, top_n: int = 5, heatmaps: bool = True,
-                 explanation=None, alert=None) -> None:
+                 explanation=None, alert=None, map_budget=None) -> None:
         self.engine = engine
         self.alert = alert  # baselines.serving.AlertDetector: what raises the alert when not NERO (engine/alert.py)
         self.explanation = explanation  # explanations.assets.ExplanationAssets: the validated map and neuron drivers
+        self.map_budget = map_budget  # explanations.pacing.MapBudget: the scene map's share of engine time (live)
         self.backend = engine.name
         self.detector = detector
         self.top_n = top_n
@@ -74,7 +77,7 @@ class EngineScorer:
             parts = [self.score_batch(images[i:i + self.max_batch]) for i in range(0, len(images), self.max_batch)]
             return _concatenate(parts)
         threshold = self.detector.threshold  # raises NotFittedError before any work if uncalibrated
-        with torch.inference_mode():
+        with torch.inference_mode(), self._engine_time():
             out = self.engine.run(images)
             scored = self._alert(self.finish(out, threshold), out)
         return self._refine(scored, out, images=images)
@@ -87,10 +90,14 @@ class EngineScorer:
             parts = [self.score_uint8(rgb[i:i + self.max_batch]) for i in range(0, len(rgb), self.max_batch)]
             return _concatenate(parts)
         threshold = self.detector.threshold
-        with torch.inference_mode():
+        with torch.inference_mode(), self._engine_time():
             out = self.engine.run_uint8(rgb)
             scored = self._alert(self.finish(out, threshold), out)
         return self._refine(scored, out, rgb=rgb)
+
+    def _engine_time(self):
+        """The map budget earns its share of this pass's time (explanations/pacing.py)."""
+        return self.map_budget.engine() if self.map_budget is not None else contextlib.nullcontext()
 
     def _refine(self, scored: ScoredBatch, out: dict[str, Tensor], images: np.ndarray | None = None,
                 rgb: np.ndarray | None = None) -> ScoredBatch:
@@ -103,7 +110,7 @@ class EngineScorer:
         # the map's inputs stay where the engine left them: refine_batch copies only the rows it draws on
         return refine_batch(self.explanation, scored, images, out["relevance"].cpu().numpy(),
                             out["features"].cpu().numpy(), out.get("patch_features"), self.detector, self.top_n,
-                            rgb=rgb, feature_map=out.get("feature_map"))
+                            rgb=rgb, feature_map=out.get("feature_map"), budget=self.map_budget)
 
     def _alert(self, scored: ScoredBatch, out: dict[str, Tensor]) -> ScoredBatch:
         """The served alert detector's score and flags on this batch's pooled features (engine/alert.py)."""
@@ -217,15 +224,28 @@ def _to_host(tensors: dict[str, Tensor | np.ndarray | None]) -> dict[str, np.nda
 
 
 def _concatenate(parts: list[ScoredBatch]) -> ScoredBatch:
-    fields = ScoredBatch.__dataclass_fields__
-    joined = {name: (None if getattr(parts[0], name) is None else np.concatenate([getattr(p, name) for p in parts]))
-              for name in fields}
+    """One ScoredBatch of the chunks of a batch larger than max_batch. A chunk with an alerting frame has its
+    heatmaps on the scene map's finer grid (explanations/assets.refine_batch): the coarser ones are resized
+    to it, as refine_batch resizes the other rows of its own chunk."""
+    parts = _on_one_grid(parts)
+    joined = {f.name: (None if getattr(parts[0], f.name) is None
+                       else np.concatenate([getattr(p, f.name) for p in parts]))
+              for f in dataclasses.fields(ScoredBatch)}
     return ScoredBatch(**joined)
+
+
+def _on_one_grid(parts: list[ScoredBatch]) -> list[ScoredBatch]:
+    if parts[0].heatmaps is None or len({p.heatmaps.shape[1:] for p in parts}) == 1:
+        return parts
+    h, w = max(p.heatmaps.shape[1:] for p in parts)
+    return [p if p.heatmaps.shape[1:] == (h, w) else dataclasses.replace(p, heatmaps=np.stack(
+        [cv2.resize(np.asarray(m, np.float32), (w, h), interpolation=cv2.INTER_LINEAR) for m in p.heatmaps]))
+        for p in parts]
 
 
 def create_scorer(model: ClassifierAdapter, detector: NeroDetector, backend: str = "auto", *, device: str = "auto",
                   top_n: int = 5, heatmaps: bool = True, options: EngineOptions | None = None,
-                  explanation=None, alert=None) -> EngineScorer:
+                  explanation=None, alert=None, map_budget=None) -> EngineScorer:
     """Build the fastest available engine for `model` + `detector` and say which at start-up (INFO log).
 
     backend: "auto" (tensorrt → torch-cuda → openvino → torch-cpu, first available) or one of
@@ -237,6 +257,8 @@ def create_scorer(model: ClassifierAdapter, detector: NeroDetector, backend: str
         heatmap (descriptors from the engine's own forward pass), its score drivers the top neurons.
     alert: `baselines.serving.AlertDetector` stored in the detector artifact: its score raises the alert,
         NERO still explains every frame (engine/alert.py).
+    map_budget: `explanations.pacing.MapBudget`, the live path's pacing of the scene map; None: drawn on
+        every alerting frame (offline commands).
     The detector must be fitted on this model's head (checked) and calibrated before scoring.
     """
     options = options or EngineOptions()
@@ -254,7 +276,8 @@ def create_scorer(model: ClassifierAdapter, detector: NeroDetector, backend: str
                       stats_block=stats_block)
     started = time.perf_counter()
     engine = cls(fused, options)
-    scorer = EngineScorer(engine, detector, top_n=top_n, heatmaps=heatmaps, explanation=explanation, alert=alert)
+    scorer = EngineScorer(engine, detector, top_n=top_n, heatmaps=heatmaps, explanation=explanation, alert=alert,
+                          map_budget=map_budget)
     log.info("engine back-end: %s — built in %.1f s%s", engine.describe(), time.perf_counter() - started,
              "".join(f"; skipped {s}" for s in skipped))
     return scorer

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -21,7 +23,7 @@ class Scorer:
     backend = "torch-cpu-reference"
 
     def __init__(self, model: ClassifierAdapter, detector: NeroDetector, top_n: int = 5, heatmaps: bool = True,
-                 explanation=None, alert=None) -> None:
+                 explanation=None, alert=None, map_budget=None) -> None:
         weight, bias = model.head_arrays()
         detector.check_head(weight, bias)
         self.model = model.eval()
@@ -30,6 +32,7 @@ class Scorer:
         self.heatmaps = heatmaps
         self.explanation = explanation  # explanations.assets.ExplanationAssets: the validated map and neuron drivers
         self.alert = alert  # baselines.serving.AlertDetector: what raises the alert when not NERO (engine/alert.py)
+        self.map_budget = map_budget  # explanations.pacing.MapBudget: the scene map's share of engine time (live)
         if alert is not None and alert.needs_block_stats:
             require_block_stats(model, f"the alert detector {alert.name!r}")
 
@@ -40,6 +43,19 @@ class Scorer:
     @torch.inference_mode()
     def score_batch(self, images: np.ndarray) -> ScoredBatch:
         """images: (B, 3, 224, 224) float32, ImageNet-normalised (see `stream_monitor.preprocess`)."""
+        with self.map_budget.engine() if self.map_budget is not None else contextlib.nullcontext():
+            scored, parts, features, feature_map, descriptors = self._score(images)
+        if self.explanation is not None:  # after the alert: the scene map is drawn on the frames that alert
+            from ..explanations.assets import refine_batch
+
+            scored = refine_batch(self.explanation, scored, images, parts.relevance, features.double().numpy(),
+                                  descriptors if self.heatmaps else None, self.detector, self.top_n,
+                                  feature_map=None if feature_map is None else feature_map.numpy(),
+                                  budget=self.map_budget)
+        return scored
+
+    def _score(self, images: np.ndarray):
+        """The forward pass, NERO's score and explanation, and the alert; returns what refine_batch needs."""
         patch_blocks = self.explanation.descriptor_blocks if self.explanation is not None else ()
         stats_block = STATS_BLOCK if (self.alert is not None and self.alert.needs_block_stats) else None
         features, feature_map, descriptors, stats = backbone_outputs(self.model, torch.from_numpy(images),
@@ -65,10 +81,4 @@ class Scorer:
         if self.alert is not None:
             alert_input = features if stats is None else torch.cat([features, stats], dim=1)
             scored = apply_alert(scored, alert_input.double().numpy(), self.alert)
-        if self.explanation is not None:  # after the alert: the scene map is drawn on the frames that alert
-            from ..explanations.assets import refine_batch
-
-            scored = refine_batch(self.explanation, scored, images, parts.relevance, features.double().numpy(),
-                                  descriptors if self.heatmaps else None, self.detector, self.top_n,
-                                  feature_map=None if feature_map is None else feature_map.numpy())
-        return scored
+        return scored, parts, features, feature_map, descriptors

@@ -12,6 +12,7 @@ one from the committed split (the bundled one was made that way).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -28,6 +29,7 @@ from ..nero import NeroDetector
 from ..preprocess import normalize_uint8
 from .distinct import SceneMapSettings, scene_maps
 from .neurons import NeuronAtlas
+from .pacing import MapBudget
 from .patch import PatchExplainer, PatchMapSettings, denormalize, forward_with_blocks
 
 __all__ = ["ARTIFACT_KIND", "ExplanationAssets", "explanation_path", "fit_explanations", "load_beside", "map_kind",
@@ -99,28 +101,34 @@ class ExplanationAssets:
 
 def refine_batch(assets: ExplanationAssets, scored, images: np.ndarray | None, relevance: np.ndarray,
                  features: np.ndarray, descriptors, detector: NeroDetector, top_n: int, *,
-                 rgb: np.ndarray | None = None, feature_map: np.ndarray | None = None):
+                 rgb: np.ndarray | None = None, feature_map: np.ndarray | None = None, budget: MapBudget | None = None):
     """A `ScoredBatch` with the validated explanation, when descriptors are given and the batch has heatmaps
     on: the patch map as its heatmaps, or the scene map on the rows that are over the threshold (the frames
-    that alert: its post-step costs too much for every frame, benchmarks/explanation_distinct_cost.py; the
-    other rows keep the deviation heatmap, resized to the scene map's grid). And, for a detector that scores
-    the relevance residual, the neurons that drive that score (signed: + fires more / − less than on ID
-    frames) as its top neurons. Frames: `images` (B, 3, H, W) normalised or `rgb` (B, H, W, 3) uint8; the
-    scene map also needs the last `feature_map` (B, D, h, w)."""
+    that alert: its post-step costs too much for every frame, benchmarks/explanation_cost.py; the other
+    rows keep the deviation heatmap, resized to the scene map's grid) and `map_drawn` saying which. With a
+    `budget` (the live path: explanations/pacing.py) only the alerting rows it can pay for are drawn.
+    And, for a detector that scores the relevance residual, the neurons that drive that score (signed: +
+    fires more / − less than on ID frames) as its top neurons. Frames: `images` (B, 3, H, W) normalised
+    or `rgb` (B, H, W, 3) uint8; the scene map also needs the last `feature_map` (B, D, h, w)."""
     changes = {}
     if assets.patch is not None and descriptors is not None and scored.heatmaps is not None:
         images = images if images is not None else normalize_uint8(rgb)
         changes["heatmaps"] = assets.patch.heatmaps(assets.patch.maps_from_descriptors(_host(descriptors), images))
-    alerting = np.flatnonzero(scored.over_threshold)
-    if (assets.scene is not None and descriptors is not None and feature_map is not None
-            and scored.heatmaps is not None and len(alerting)):
-        rgb = rgb if rgb is not None else denormalize(images)
-        maps = scene_maps(assets.scene, _host(descriptors[alerting]), rgb[alerting], _host(feature_map[alerting]),
-                          detector)
-        heat = np.stack([cv2.resize(np.asarray(h, np.float32), maps.shape[:0:-1], interpolation=cv2.INTER_LINEAR)
-                         for h in scored.heatmaps])
-        heat[alerting] = maps
-        changes["heatmaps"] = heat
+    if assets.scene is not None and descriptors is not None and feature_map is not None and scored.heatmaps is not None:
+        drawn = np.zeros(len(scored), dtype=bool)
+        rows = np.flatnonzero(scored.over_threshold)
+        rows = budget.choose(rows) if budget is not None else rows
+        if len(rows):
+            rgb = rgb if rgb is not None else denormalize(images)
+            with budget.maps(len(rows)) if budget is not None else contextlib.nullcontext():
+                maps = scene_maps(assets.scene, _host(descriptors[rows]), rgb[rows], _host(feature_map[rows]),
+                                  detector)
+                heat = np.stack([cv2.resize(np.asarray(h, np.float32), maps.shape[:0:-1],
+                                            interpolation=cv2.INTER_LINEAR) for h in scored.heatmaps])
+                heat[rows] = maps
+            changes["heatmaps"] = heat
+            drawn[rows] = True
+        changes["map_drawn"] = drawn
     if detector.config.use_residual and top_n > 0:
         arrays = detector.fitted_arrays()
         top, signed = assets.atlas.signed_drivers(relevance, features, arrays["pca_mean"], arrays["pca_components"], top_n)

@@ -20,12 +20,14 @@ def map_peak(heat: np.ndarray | None) -> dict[str, float] | None:
             "value": round(float(heat[y, x]), 4)}
 
 
-def alert_explanation(scored: Any, i: int) -> dict[str, Any]:
-    """Fields for an alert_start record from row i of a `ScoredBatch`: map_peak and top_neurons
+def alert_explanation(scored: Any, i: int, heat: np.ndarray | None = None) -> dict[str, Any]:
+    """Fields for an alert_start record from row i of a `ScoredBatch`: map_peak (of `heat`, the map the
+    frame shows, when given: the loop's `MapCarry` may show the stream's latest scene map) and top_neurons
     ({"ids", "values"}: the scorer's signed neuron values, parts of the score when explanations are on)
     and, when a served z-score fusion raised the alert, its components' standardised scores (they sum to
     the alert's score), so a review sees which evidence drove it."""
-    heat = scored.heatmaps[i] if getattr(scored, "heatmaps", None) is not None else None
+    if heat is None:
+        heat = scored.heatmaps[i] if getattr(scored, "heatmaps", None) is not None else None
     values = [float(v) if np.isfinite(v) else None for v in scored.deviations[i]]
     record = {"map_peak": map_peak(heat),
               "top_neurons": {"ids": [int(n) for n in scored.top_neurons[i]], "values": values}}

@@ -67,6 +67,7 @@ def load_scorer(config: ModelConfig, batch_sizes: Sequence[int] = (1,)) -> tuple
     from ..baselines.serving import load_alert_detector
     from ..engine import build_scorer
     from ..explanations.assets import load_beside
+    from ..explanations.pacing import MapBudget
     from ..models.registry import load_model_file, sha256_file
     from ..nero import NeroDetector
     from ..site.artifact import load_site_model
@@ -88,7 +89,7 @@ def load_scorer(config: ModelConfig, batch_sizes: Sequence[int] = (1,)) -> tuple
                             "enrollment calibrates against NERO's score: enroll a plain NERO detector")
     scorer = build_scorer(model, detector, backend=config.backend, precision=config.precision,
                           threads=config.threads, top_n=config.top_neurons, heatmaps=config.heatmap,
-                          explanation=explanation, alert=alert)
+                          explanation=explanation, alert=alert, map_budget=MapBudget(config.map_budget))
     if site is not None:  # an enrolled site: the site model scores beside NERO (stream_monitor/site)
         scorer = create_site_scorer(scorer, model, site)
     warm_up(scorer, batch_sizes)

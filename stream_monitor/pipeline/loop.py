@@ -28,6 +28,7 @@ from .alerts import AlertEvent, AlertTracker
 from .audit import AuditLog
 from .batcher import Batcher, BatchItem
 from .drift_hook import StreamDrift
+from .map_carry import MapCarry
 from .stream_status import SILENT_STATES, StreamWatch, publish_status
 from .validity import frame_flags, score_isolating
 from .viewer_frames import ViewerFramePublisher
@@ -64,6 +65,7 @@ class InferenceLoop:
         self.watches = {name: StreamWatch(config.metrics.stale_after_s) for name in rings}
         self._next_housekeeping = 0.0
         self.drift = StreamDrift(config.drift, rings, metrics.registry, audit) if config.drift.enabled else None
+        self.maps = MapCarry(config.model.map_hold_s)  # alerting frames the map budget skipped: latest map
         for name in rings:
             metrics.init_stream(name)
             metrics.threshold.labels(name).set(self.trackers[name].threshold)
@@ -121,11 +123,12 @@ class InferenceLoop:
         state, events = (tracker.state(), []) if flags else tracker.update(score, frame.seq, frame.t_capture)
         t_result = time.time()
         latency = time.monotonic() - frame.mono_capture
-        message = self._result_message(item, scored, i, batch_size, state, t_result, latency)
+        heat = self.maps.heatmap(stream, scored, i, frame.t_capture)
+        message = self._result_message(item, scored, i, batch_size, state, t_result, latency, heat)
         if flags:
             message["flags"] = flags
         for event in events:  # audit first: an alert that was published but not logged must not exist
-            self._emit(event, alert_explanation(scored, i) if event.event == "start" else {})
+            self._emit(event, alert_explanation(scored, i, heat) if event.event == "start" else {})
         self.results.send([topic("result", stream), encode(message)])
         ratio = None if flags else (score / tracker.threshold if tracker.threshold > 0 else 0.0)
         self.metrics.record_result(stream, latency_s=latency, t_result=t_result, alert_active=state.active,
@@ -136,11 +139,12 @@ class InferenceLoop:
             self.frames.offer(stream, frame.seq, frame.t_capture)
 
     def _result_message(self, item: BatchItem, scored: Any, i: int, batch_size: int, state: Any, t_result: float,
-                        latency: float) -> dict:
-        """The v1 result message of row i (docs/message-schema.md), drift field included when enabled."""
+                        latency: float, heat: np.ndarray | None) -> dict:
+        """The v1 result message of row i with the map it shows, `heat` (docs/message-schema.md), drift field
+        included when enabled."""
         stream, frame = item.stream, item.frame
         threshold = self.trackers[stream].threshold
-        heat = scored.heatmaps[i] if self.config.transport.heatmap and scored.heatmaps is not None else None
+        heat = heat if self.config.transport.heatmap else None
         message = result_message(
             stream=stream, seq=frame.seq, prev_seq=item.prev_seq, t_capture=frame.t_capture, t_result=t_result,
             latency_s=latency, batch_size=batch_size, probs=scored.probs[i], class_names=self.class_names,
@@ -196,6 +200,7 @@ class InferenceLoop:
         if state in SILENT_STATES:
             self._close_alert(stream, "signal_lost")
             self.trackers[stream].reset()
+            self.maps.forget(stream)
             log.warning("%s: no frames (%s); alert state reset", stream, state)
         elif state == "running":  # a restarted capture process: its alerts must be closed at shutdown again
             self._closed_streams.discard(stream)

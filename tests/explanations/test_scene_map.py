@@ -27,6 +27,7 @@ from stream_monitor.explanations.assets import (
     validated_scene_settings,
 )
 from stream_monitor.explanations.distinct import SceneMapSettings, scene_maps
+from stream_monitor.explanations.pacing import MapBudget
 from stream_monitor.explanations.patch import PatchExplainer, forward_with_blocks, patch_descriptors
 from stream_monitor.models.registry import load_classifier
 from stream_monitor.nero import NeroDetector
@@ -129,3 +130,57 @@ def test_each_scene_map_peaks_at_one_for_display(live):
     maps = _offline(model, detector, assets.scene, rgb)
     np.testing.assert_allclose(maps.reshape(len(maps), -1).max(axis=1), 1.0, rtol=1e-6)
     assert (maps >= 0).all()
+
+
+class StepClock:
+    """Every reading is `step` seconds after the last: each timed stretch lasts exactly one step."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+@pytest.mark.parametrize("backend", ["torch-cpu-reference", "openvino"])
+def test_the_map_budget_paces_the_scene_map_on_a_real_engine(live, backend):
+    """Engine pass and map each 'take' 10 ms; at a 25 % share a map is paid for by four passes: after the
+    first (drawn at once, its cost still unknown) repays its overdraft, every fourth alerting frame is drawn.
+    The drawn ones are the offline map; the others keep their own deviation heatmap (7 × 7)."""
+    model, detector, assets, rgb = live
+    budget = MapBudget(0.25, clock=StepClock(0.010))
+    if backend == "torch-cpu-reference":
+        scorer = Scorer(model, detector, explanation=assets, map_budget=budget)
+        score = lambda frame: scorer.score_batch(normalize_uint8(frame))  # noqa: E731
+    else:
+        scorer = create_scorer(model, detector, backend, explanation=assets, map_budget=budget,
+                               options=EngineOptions(precision="fp32", threads=1))
+        score = scorer.score_uint8
+    polyp = rgb[:1]
+    offline = _offline(model, detector, assets.scene, polyp)[0]
+    plain = Scorer(model, detector).score_batch(normalize_uint8(polyp))
+    drawn = []
+    for _ in range(13):
+        scored = score(polyp)
+        assert scored.over_threshold[0]  # the precondition: this polyp frame alerts
+        drawn.append(bool(scored.map_drawn[0]))
+        if drawn[-1]:
+            np.testing.assert_allclose(scored.heatmaps[0], offline, atol=1e-4)
+        else:
+            np.testing.assert_allclose(scored.heatmaps, plain.heatmaps, atol=1e-4)
+    assert np.flatnonzero(drawn).tolist() == [0, 8, 12]
+    assert budget.summary()["drawn"] == 3 and budget.summary()["skipped"] == 10
+
+
+def test_a_batch_split_across_engine_chunks_keeps_one_map_grid(live):
+    """Chunks of max_batch frames: one with an alerting frame (28 × 28 maps) and one without (7 × 7) join
+    on the finer grid."""
+    model, detector, assets, rgb = live
+    scorer = create_scorer(model, detector, "torch-cpu", explanation=assets,
+                           options=EngineOptions(precision="fp32", threads=1, max_batch=3))
+    whole = create_scorer(model, detector, "torch-cpu", explanation=assets,
+                          options=EngineOptions(precision="fp32", threads=1))
+    split, joint = scorer.score_uint8(rgb), whole.score_uint8(rgb)  # chunks: 3 polyps | 3 normal frames
+    assert split.heatmaps.shape == (6, 28, 28) and split.map_drawn.tolist() == joint.map_drawn.tolist()
+    np.testing.assert_allclose(split.heatmaps, joint.heatmaps, atol=1e-4)

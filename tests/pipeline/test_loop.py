@@ -247,3 +247,44 @@ def test_alert_start_audit_record_keeps_the_map_peak_and_top_neurons(rig):
     start = [r for r in read_audit_log(rig.tmp / "alerts.jsonl") if r["event"] == "alert_start"][0]
     assert start["map_peak"] == {"y": 0.25, "x": 0.25, "value": 0.5}  # the stub's flat 2×2 map: first cell
     assert start["top_neurons"] == {"ids": [0, 1, 2], "values": pytest.approx([0.3, -0.2, 0.1])}
+
+
+DRAWN_MAP = np.array([[1.0, 0.0], [0.0, 0.0]], np.float32)  # a scene map drawn on the frame: peak top-left
+OWN_MAP = np.array([[0.0, 0.0], [0.0, 0.8]], np.float32)  # the frame's own deviation heatmap: bottom-right
+
+
+class PacedStub(StubScorer):
+    """As StubScorer, with a scene map on the frames whose green value is 1 (the map budget drew it there)
+    and the deviation heatmap elsewhere, as a scorer with a map budget returns them."""
+
+    def score_uint8(self, rgb: np.ndarray) -> SimpleNamespace:
+        scored = self.score_batch(normalize_uint8(rgb))
+        drawn = rgb[:, 0, 0, 1] == 1
+        scored.map_drawn, scored.over_threshold = drawn, scored.score > 1.0
+        scored.heatmaps = np.stack([DRAWN_MAP if d else OWN_MAP for d in drawn])
+        return scored
+
+
+def _paced_frame(ring: FrameRing, score: float, drawn: bool, t_capture: float) -> None:
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1] = int(score * 10), int(drawn)
+    ring.write(np.zeros((16, 16, 3), np.uint8), rgb, t_capture, time.monotonic(), (0, 16, 0, 16))
+
+
+def test_alerting_frames_the_map_budget_skipped_show_the_streams_latest_map(rig):
+    """Map on the first alerting frame only: the next alerting frames show it (the alert_start record too),
+    a frame below the threshold its own map, and an alerting frame more than map_hold_s (1 s) after the
+    drawn one its own map again."""
+    rig.loop.scorer = PacedStub()
+    t0 = time.time()
+    for score, drawn, t in ((2.0, True, t0), (2.0, False, t0 + 0.1), (2.0, False, t0 + 0.2),
+                            (0.5, False, t0 + 0.3), (2.0, False, t0 + 1.5)):
+        _paced_frame(rig.ring, score, drawn, t)
+        assert rig.loop.step(1.0) == 1
+    results = [m for m in _messages(rig.sub) if m["type"] == "result"]
+    shown = [np.frombuffer(r["heatmap"]["data"], np.uint8).reshape(2, 2) for r in results]
+    drawn_u8, own_u8 = np.rint(DRAWN_MAP * 255).astype(np.uint8), np.rint(OWN_MAP * 255).astype(np.uint8)
+    for got, want in zip(shown, (drawn_u8, drawn_u8, drawn_u8, own_u8, own_u8)):
+        np.testing.assert_array_equal(got, want)
+    start = [r for r in read_audit_log(rig.tmp / "alerts.jsonl") if r["event"] == "alert_start"][0]
+    assert start["seq"] == 2 and start["map_peak"] == {"y": 0.25, "x": 0.25, "value": 1.0}

@@ -1,0 +1,45 @@
+"""Which map a stream's frame shows: the one drawn on it, or the stream's latest scene map standing in.
+
+The map budget (explanations/pacing.py) draws the scene map on only as many alerting frames as 10 % of
+the engine's time pays for. Left alone, the skipped frames of an alert would show the coarse deviation
+heatmap between two scene maps, and the overlay would flicker between two kinds of map. Instead, an
+alerting frame without a fresh map shows its stream's latest drawn one while that is at most `hold_s`
+old (capture time; the view moves little in a fraction of a second), and the deviation heatmap after
+that. A frame below the threshold shows its own deviation heatmap, as without the scene map.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MapCarry"]
+
+
+class MapCarry:
+    """Per stream, the latest drawn scene map and its frame's capture time; see the module docstring."""
+
+    def __init__(self, hold_s: float) -> None:
+        self.hold_s = float(hold_s)
+        self._latest: dict[str, tuple[np.ndarray, float]] = {}
+        self.carried = 0  # frames that showed a stand-in, for tests and the curious
+
+    def heatmap(self, stream: str, scored: Any, i: int, t_capture: float) -> np.ndarray | None:
+        """The map row i of `scored` (a ScoredBatch) shows on `stream`'s frame captured at `t_capture`."""
+        heat = scored.heatmaps[i] if scored.heatmaps is not None else None
+        drawn = getattr(scored, "map_drawn", None)
+        if heat is None or drawn is None:  # no scene map on this scorer
+            return heat
+        if drawn[i]:
+            self._latest[stream] = (heat, t_capture)
+            return heat
+        latest = self._latest.get(stream)
+        if scored.over_threshold[i] and latest is not None and 0.0 <= t_capture - latest[1] <= self.hold_s:
+            self.carried += 1
+            return latest[0]
+        return heat
+
+    def forget(self, stream: str) -> None:
+        """Drop a stream's latest map (its signal was lost: the next view is another one)."""
+        self._latest.pop(stream, None)
