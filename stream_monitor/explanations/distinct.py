@@ -125,6 +125,7 @@ def dark_cells(rgb: np.ndarray, h: int, w: int, dark: int, share: float = 0.05) 
 def scene_cells(rgb: np.ndarray, h: int, w: int, dark: int) -> np.ndarray:
     """(B, H, W, 3) uint8 → (B, h, w) bool: the lit scope region without overlays (`valid_region`, its
     border erosion scaled to the image size) minus the dark cells."""
+    rgb = np.ascontiguousarray(rgb)  # OpenCV copies a strided image on every call
     edge = max(1, round(10 * rgb.shape[1] / 224))
     valid = valid_region(rgb, h, w, edge_px=edge)
     return np.stack([v & ~dark_cells(image, h, w, dark) for v, image in zip(valid, rgb)])

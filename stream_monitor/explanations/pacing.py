@@ -1,19 +1,21 @@
 """Holds the live scene map's cost within a share of the engine's time, whatever the hardware.
 
 The scene map (explanations/distinct.py) is drawn on the frames that alert, and one map costs a fixed few
-milliseconds of CPU: a quarter of a fast engine's per-frame time (benchmarks/results/explanation_cost-*).
-Issue 18's budget is 10 % of the engine's time. `MapBudget` is a token bucket in seconds: every batch
-the engine scores earns `share` × its measured time; every map drawn spends its own measured time. A map
-is drawn only while the credit covers the expected cost of one (the running mean of the measured ones),
-and the credit is capped at `burst` maps (a long calm stretch does not buy an unpaced alert), so from the
-start
+milliseconds of CPU: about a third of a fast engine's per-frame time (benchmarks/results/explanation_cost-*).
+Issue 18's budget is 10 % of the engine's time for the whole explanation; the map gets what the parts
+every frame pays for leave (model.map_budget, 0.05 by default).
+
+`MapBudget` is a token bucket in seconds: every batch the engine scores earns `share` × its measured time;
+every map drawn spends its own measured time. A map is drawn only while the credit covers the expected
+cost of one (the running mean of the measured ones), and the credit is capped at `burst` maps (a long
+calm stretch does not buy an unpaced alert), so from the start
 
     time spent on maps ≤ share × engine time + the maps of one batch
 
-(the credit is never below zero before a batch draws; only that batch's overrun can take it below). The first
-alerting frame after a calm stretch is drawn at once: the credit is full by then. The alerting frames it
-skips show their stream's latest drawn map (`pipeline/map_carry.py`), so the overlay never alternates
-between two kinds of map during one alert.
+(the credit is never below zero before a batch draws; only that batch's overrun can take it below). The
+first alerting frame after a calm stretch is drawn at once: the credit is full by then. The alerting
+frames it skips show their stream's latest drawn map (`pipeline/map_carry.py`), so the overlay never
+alternates between two kinds of map during one alert.
 
 Clocks are injectable: tests drive the bucket with a fake one, exactly.
 """
@@ -37,7 +39,7 @@ class MapBudget:
     share: the most the maps may cost, as a share of the engine's time (0: never draw; 1: as long as the
     engine). burst: the credit's cap, in maps. clock: seconds, monotonic."""
 
-    def __init__(self, share: float = 0.10, burst: float = 3.0, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, share: float = 0.05, burst: float = 3.0, clock: Callable[[], float] = time.perf_counter) -> None:
         if not 0.0 <= share <= 1.0:
             raise InputError(f"map budget share must be within [0, 1], got {share}")
         if burst < 1.0:
