@@ -3,7 +3,10 @@
 No labels are needed (the classifier's predicted classes are used where classes are needed). Part of the
 footage is held back — whole sub-folders when the folder has several, otherwise contiguous blocks spread
 over the recording — and only used to set the new threshold at --target-tpr of it. The artifact written
-is a normal NERO detector: point the monitor's `model.detector` at it.
+is a normal NERO detector: point the monitor's `model.detector` at it. The detector's explanations
+(`<detector>.explain.npz`: neuron thumbnails, the scene map's settings) are written beside it too; the
+scene map was validated with the bundled detector's score (docs/results/explanations), not re-measured
+for the site's.
 
 Procedures (measured in docs/results/domain-shift/report.md; read it before choosing):
   threshold  keep the detector, set the threshold on the site's held-back normal footage (default: the
@@ -51,6 +54,7 @@ from ..baselines.serving import load_alert_detector, save_with_alert_detector
 from ..calibration import calibrate_threshold
 from ..data.images import iter_frames, list_images, read_image
 from ..errors import InputError
+from ..explanations.assets import explanation_path, load_beside
 from ..nero import NeroDetector
 from ..site.artifact import save_with_site_model
 from ..site.calibration import FUSION_RULES
@@ -171,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
     model, model_sha = load_model(args)
     weight, bias = model.head_arrays()
     det = NeroDetector.load(args.detector, weight=weight, bias=bias, model_sha256=model_sha)
+    # the explanations beside the detector (same classifier head: the neuron atlas and the scene map hold for
+    # the site's detector) are checked now, before minutes of footage, and written beside the new one
+    explanations = load_beside(args.detector, weight, bias)
     frames, groups = load_footage(args)
     mask = held_back(len(frames), groups, args.holdout)
     print(f"enroll: {len(frames)} frames from {args.source}: {int((~mask).sum())} to fit, "
@@ -227,6 +234,9 @@ def run(args: argparse.Namespace) -> int:
                   "video chain, scope or light?): the site threshold is then set by that difference and flags few "
                   "polyps. Enroll two or more recordings of each video chain the site uses "
                   "(docs/results/site-enrollment/diagnosis.md).", flush=True)
+    if explanations is not None and explanation_path(args.out).resolve() != explanation_path(args.detector).resolve():
+        explanations.save(explanation_path(args.out))
+        summary["explanations"] = str(explanation_path(args.out))
     summary["seconds"] = round(time.monotonic() - started, 1)
     print(json.dumps(summary, indent=1))
     print(f"wrote {args.out}. The held-back share over the threshold is {summary['held_back_over_threshold_after']:.1%} "
