@@ -25,10 +25,10 @@ class ScoredBatch:
     probs (B, C) float32; predicted (B,) int class ids; score (B,) float64 (higher = more OOD);
     distance, bias_term, rho (B,) float64 — the score's parts; over_threshold (B,) bool;
     top_neurons (B, n) int and deviations (B, n) float32 against the nearest class centroid;
-    heatmaps (B, h, w) float32 in [0, 1] for CNNs, else None; map_drawn (B,) bool, when the scorer has
-    a scene map (explanations/distinct.py): the rows whose heatmap is a scene map drawn on this frame (the
-    other alerting rows, which the map budget skipped, keep the deviation heatmap; the loop shows their stream's
-    latest drawn map instead, pipeline/map_carry.py), else None.
+    heatmaps (B, h, w) float32 in [0, 1] for CNNs, else None. When the scorer has a scene map
+    (explanations/distinct.py), else None: map_drawn (B,) bool, the rows whose heatmap is a scene map drawn
+    on this frame; map_skipped (B,) bool, the alerting rows the map budget did not pay for (they keep the
+    deviation heatmap; the loop shows their stream's latest drawn map instead, pipeline/map_carry.py).
     """
 
     probs: np.ndarray
@@ -42,6 +42,7 @@ class ScoredBatch:
     deviations: np.ndarray
     heatmaps: np.ndarray | None
     map_drawn: np.ndarray | None = field(default=None, kw_only=True)
+    map_skipped: np.ndarray | None = field(default=None, kw_only=True)
 
     def __len__(self) -> int:
         return len(self.score)

@@ -106,7 +106,8 @@ def refine_batch(assets: ExplanationAssets, scored, images: np.ndarray | None, r
     on: the patch map as its heatmaps, or the scene map on the rows that are over the threshold (the frames
     that alert: its post-step costs too much for every frame, benchmarks/explanation_cost.py; the other
     rows keep the deviation heatmap, resized to the scene map's grid) and `map_drawn` saying which. With a
-    `budget` (the live path: explanations/pacing.py) only the alerting rows it can pay for are drawn.
+    `budget` (the live path: explanations/pacing.py) only the alerting rows it can pay for are drawn; the
+    others are `map_skipped`.
     And, for a detector that scores the relevance residual, the neurons that drive that score (signed: +
     fires more / − less than on ID frames) as its top neurons. Frames: `images` (B, 3, H, W) normalised
     or `rgb` (B, H, W, 3) uint8; the scene map also needs the last `feature_map` (B, D, h, w)."""
@@ -116,8 +117,8 @@ def refine_batch(assets: ExplanationAssets, scored, images: np.ndarray | None, r
         changes["heatmaps"] = assets.patch.heatmaps(assets.patch.maps_from_descriptors(_host(descriptors), images))
     if assets.scene is not None and descriptors is not None and feature_map is not None and scored.heatmaps is not None:
         drawn = np.zeros(len(scored), dtype=bool)
-        rows = np.flatnonzero(scored.over_threshold)
-        rows = budget.choose(rows) if budget is not None else rows
+        alerting = np.flatnonzero(scored.over_threshold)
+        rows = budget.choose(alerting) if budget is not None else alerting
         if len(rows):
             rgb = rgb if rgb is not None else denormalize(images)
             with budget.maps(len(rows)) if budget is not None else contextlib.nullcontext():
@@ -129,6 +130,7 @@ def refine_batch(assets: ExplanationAssets, scored, images: np.ndarray | None, r
             changes["heatmaps"] = heat
             drawn[rows] = True
         changes["map_drawn"] = drawn
+        changes["map_skipped"] = np.asarray(scored.over_threshold, bool) & ~drawn
     if detector.config.use_residual and top_n > 0:
         arrays = detector.fitted_arrays()
         top, signed = assets.atlas.signed_drivers(relevance, features, arrays["pca_mean"], arrays["pca_components"], top_n)

@@ -5,7 +5,8 @@ the engine's time pays for. Left alone, the skipped frames of an alert would sho
 heatmap between two scene maps, and the overlay would flicker between two kinds of map. Instead, an
 alerting frame without a fresh map shows its stream's latest drawn one while that is at most `hold_s`
 old (capture time; the view moves little in a fraction of a second), and the deviation heatmap after
-that. A frame below the threshold shows its own deviation heatmap, as without the scene map.
+that. A frame below the threshold shows its own deviation heatmap, as without the scene map, and a frame
+that shows another map (an enrolled site's, where its evidence fired) keeps it.
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ class MapCarry:
     def heatmap(self, stream: str, scored: Any, i: int, t_capture: float) -> np.ndarray | None:
         """The map row i of `scored` (a ScoredBatch) shows on `stream`'s frame captured at `t_capture`."""
         heat = scored.heatmaps[i] if scored.heatmaps is not None else None
-        drawn = getattr(scored, "map_drawn", None)
-        if heat is None or drawn is None:  # no scene map on this scorer
+        drawn, skipped = getattr(scored, "map_drawn", None), getattr(scored, "map_skipped", None)
+        if heat is None or drawn is None or skipped is None:  # no scene map on this scorer
             return heat
         if drawn[i]:
             self._latest[stream] = (heat, t_capture)
             return heat
         latest = self._latest.get(stream)
-        if scored.over_threshold[i] and latest is not None and 0.0 <= t_capture - latest[1] <= self.hold_s:
+        if skipped[i] and latest is not None and 0.0 <= t_capture - latest[1] <= self.hold_s:
             self.carried += 1
             return latest[0]
         return heat

@@ -77,8 +77,9 @@ class SiteScorer:
         p_nero = scores.p_nero if scores.p_nero is not None else np.full(len(evidence), np.nan)
         base = {f.name: getattr(nero, f.name) for f in dataclasses.fields(ScoredBatch)}
         base.update(score=evidence, over_threshold=evidence > self.threshold, heatmaps=heatmaps)
-        if nero.map_drawn is not None:  # a row showing the site's map does not show a drawn scene map
-            base["map_drawn"] = nero.map_drawn & np.array(["site" not in e for e in scores.evidence], dtype=bool)
+        if nero.map_drawn is not None:  # a row showing the site's map shows no scene map, drawn or carried
+            own = np.array(["site" not in e for e in scores.evidence], dtype=bool)
+            base.update(map_drawn=nero.map_drawn & own, map_skipped=nero.map_skipped & own)
         return SiteScoredBatch(**base, nero_score=np.asarray(nero.score, np.float64), site_score=scores.site,
                                p_site=scores.p_site, p_nero=p_nero, evidence=scores.evidence)
 

@@ -165,6 +165,7 @@ def test_the_map_budget_paces_the_scene_map_on_a_real_engine(live, backend):
         scored = score(polyp)
         assert scored.over_threshold[0]  # the precondition: this polyp frame alerts
         drawn.append(bool(scored.map_drawn[0]))
+        assert scored.map_skipped[0] != drawn[-1]  # an alerting row is drawn or skipped
         if drawn[-1]:
             np.testing.assert_allclose(scored.heatmaps[0], offline, atol=1e-4)
         else:

@@ -255,36 +255,39 @@ OWN_MAP = np.array([[0.0, 0.0], [0.0, 0.8]], np.float32)  # the frame's own devi
 
 class PacedStub(StubScorer):
     """As StubScorer, with a scene map on the frames whose green value is 1 (the map budget drew it there)
-    and the deviation heatmap elsewhere, as a scorer with a map budget returns them."""
+    and the deviation heatmap elsewhere, the other alerting frames skipped, as a scorer with a map budget
+    returns them; a green value of 2 marks a frame that shows another map (an enrolled site's)."""
 
     def score_uint8(self, rgb: np.ndarray) -> SimpleNamespace:
         scored = self.score_batch(normalize_uint8(rgb))
-        drawn = rgb[:, 0, 0, 1] == 1
-        scored.map_drawn, scored.over_threshold = drawn, scored.score > 1.0
+        drawn, other = rgb[:, 0, 0, 1] == 1, rgb[:, 0, 0, 1] == 2
+        scored.over_threshold = scored.score > 1.0
+        scored.map_drawn, scored.map_skipped = drawn, scored.over_threshold & ~drawn & ~other
         scored.heatmaps = np.stack([DRAWN_MAP if d else OWN_MAP for d in drawn])
         return scored
 
 
-def _paced_frame(ring: FrameRing, score: float, drawn: bool, t_capture: float) -> None:
+def _paced_frame(ring: FrameRing, score: float, drawn: int, t_capture: float) -> None:
     rgb = np.zeros((4, 4, 3), np.uint8)
-    rgb[..., 0], rgb[..., 1] = int(score * 10), int(drawn)
+    rgb[..., 0], rgb[..., 1] = int(score * 10), drawn
     ring.write(np.zeros((16, 16, 3), np.uint8), rgb, t_capture, time.monotonic(), (0, 16, 0, 16))
 
 
 def test_alerting_frames_the_map_budget_skipped_show_the_streams_latest_map(rig):
-    """Map on the first alerting frame only: the next alerting frames show it (the alert_start record too),
-    a frame below the threshold its own map, and an alerting frame more than map_hold_s (1 s) after the
-    drawn one its own map again."""
+    """Map on the first alerting frame only: the next skipped alerting frames show it (the alert_start record
+    too), a frame below the threshold its own map, an alerting frame that shows another map keeps it, and a
+    skipped alerting frame more than map_hold_s (1 s) after the drawn one its own map again."""
     rig.loop.scorer = PacedStub()
     t0 = time.time()
-    for score, drawn, t in ((2.0, True, t0), (2.0, False, t0 + 0.1), (2.0, False, t0 + 0.2),
-                            (0.5, False, t0 + 0.3), (2.0, False, t0 + 1.5)):
+    for score, drawn, t in ((2.0, 1, t0), (2.0, 0, t0 + 0.1), (2.0, 0, t0 + 0.2), (0.5, 0, t0 + 0.3),
+                            (2.0, 2, t0 + 0.4), (2.0, 0, t0 + 1.5)):
         _paced_frame(rig.ring, score, drawn, t)
         assert rig.loop.step(1.0) == 1
     results = [m for m in _messages(rig.sub) if m["type"] == "result"]
     shown = [np.frombuffer(r["heatmap"]["data"], np.uint8).reshape(2, 2) for r in results]
     drawn_u8, own_u8 = np.rint(DRAWN_MAP * 255).astype(np.uint8), np.rint(OWN_MAP * 255).astype(np.uint8)
-    for got, want in zip(shown, (drawn_u8, drawn_u8, drawn_u8, own_u8, own_u8)):
+    assert len(shown) == 6
+    for got, want in zip(shown, (drawn_u8, drawn_u8, drawn_u8, own_u8, own_u8, own_u8)):
         np.testing.assert_array_equal(got, want)
     start = [r for r in read_audit_log(rig.tmp / "alerts.jsonl") if r["event"] == "alert_start"][0]
     assert start["seq"] == 2 and start["map_peak"] == {"y": 0.25, "x": 0.25, "value": 1.0}

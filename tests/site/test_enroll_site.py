@@ -18,6 +18,7 @@ from stream_monitor.errors import ArtifactError
 from stream_monitor.evaluation.datasets import SHARED_DATA
 from stream_monitor.evaluation.site_features import model_rgb
 from stream_monitor.explanations.assets import load_beside
+from stream_monitor.explanations.pacing import MapBudget
 from stream_monitor.models.registry import load_classifier
 from stream_monitor.nero import NeroDetector
 from stream_monitor.pipeline.inference import load_scorer
@@ -125,19 +126,24 @@ def test_an_openvino_engine_scores_the_site_with_the_same_descriptors(enrolled):
 def test_the_explanations_follow_the_enrolled_detector_and_a_site_row_shows_the_site_map(enrolled):
     """enroll writes the bundled explanations beside the site artifact, so the live scorer keeps the neuron
     drivers and the scene map; on a frame where the site evidence fired, the heatmap is the site's map and
-    map_drawn says no scene map was drawn there (the loop must not carry a scene map onto it)."""
+    it is neither drawn nor skipped by the map budget (the loop must not carry a scene map onto it)."""
     model, _ = load_classifier(bundled.MODEL)
     assert load_beside(enrolled, *model.head_arrays()).scene is not None
     scorer, _ = load_scorer(ModelConfig(detector=enrolled, backend="torch-cpu", threads=1))
     assert scorer.inner.explanation is not None
-    scorer.inner.map_budget = None  # every alerting row drawn: the check below must not depend on timing
     files = list_images(POLYPS)  # all 125: the site evidence fires on few of them (its report)
-    nero_over, site_fired, drawn = [], [], []
-    for start in range(0, len(files), 16):
-        polyps = scorer.score_batch(normalize_uint8(np.stack([model_rgb(read_image(f)) for f in files[start:start + 16]])))
-        nero_over.append(polyps.nero_score > scorer.nero_threshold)
-        site_fired.append(np.array(["site" in e for e in polyps.evidence]))
-        drawn.append(polyps.map_drawn)
-    nero_over, site_fired, drawn = map(np.concatenate, (nero_over, site_fired, drawn))
-    assert (nero_over & ~site_fired).any() and (nero_over & site_fired).any(), "the precondition: both kinds of row"
-    np.testing.assert_array_equal(drawn, nero_over & ~site_fired)
+    # no budget: every NERO-alerting row is drawn; a zero budget: every one is skipped — but not the site's rows
+    for budget, field in ((None, "map_drawn"), (MapBudget(0.0), "map_skipped")):
+        scorer.inner.map_budget = budget
+        nero_over, site_fired, marked, other = [], [], [], []
+        for start in range(0, len(files), 16):
+            frames = np.stack([model_rgb(read_image(f)) for f in files[start:start + 16]])
+            polyps = scorer.score_batch(normalize_uint8(frames))
+            nero_over.append(polyps.nero_score > scorer.nero_threshold)
+            site_fired.append(np.array(["site" in e for e in polyps.evidence]))
+            marked.append(getattr(polyps, field))
+            other.append(polyps.map_skipped if field == "map_drawn" else polyps.map_drawn)
+        nero_over, site_fired, marked, other = map(np.concatenate, (nero_over, site_fired, marked, other))
+        assert (nero_over & ~site_fired).any() and (nero_over & site_fired).any(), "the precondition: both kinds"
+        np.testing.assert_array_equal(marked, nero_over & ~site_fired)
+        assert not other.any()
