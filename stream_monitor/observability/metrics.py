@@ -38,6 +38,9 @@ DROP_REASONS = {
 }
 
 
+MAP_KINDS = ("drawn", "carried", "expired")  # pipeline/map_carry.py: what an alerting frame with a scene map showed
+
+
 def latency_buckets(frame_rate_hz: float) -> list[float]:
     """Histogram bounds in seconds at `FRAME_PERIOD_MULTIPLES` of 1 / frame_rate_hz."""
     return [round(m / frame_rate_hz, 6) for m in FRAME_PERIOD_MULTIPLES]
@@ -63,6 +66,10 @@ class Metrics:
         self.frames_flagged = Counter(f"{p}_frames_flagged", "Frames published with a flag instead of a trusted "
                                       "score (reason: non_finite_logits, non_finite_score)", ["stream", "reason"],
                                       registry=r)
+        self.explanation_maps = Counter(f"{p}_explanation_maps", "Alerting frames by the map they showed (map: "
+                                        "drawn = a scene map drawn on the frame, carried = the stream's latest, "
+                                        "expired = none recent enough: the deviation heatmap)", ["stream", "map"],
+                                        registry=r)
         self.messages_published = Counter(f"{p}_messages_published", "ZeroMQ messages sent, by topic kind "
                                           "(result, alert, status, frame)", ["topic"], registry=r)
         self.viewer_frames_skipped = Counter(f"{p}_viewer_frames_skipped", "Scored frames not sent to "
@@ -111,6 +118,8 @@ class Metrics:
         for reason in ("non_finite_logits", "non_finite_score"):
             self.frames_flagged.labels(stream, reason)
         self.alerts.labels(stream)
+        for kind in MAP_KINDS:
+            self.explanation_maps.labels(stream, kind)
         self.latency.labels(stream)  # histograms: every bucket at zero
         self.score_ratio.labels(stream)
         self.queue_depth.labels(stream).set(0)

@@ -123,7 +123,9 @@ class InferenceLoop:
         state, events = (tracker.state(), []) if flags else tracker.update(score, frame.seq, frame.t_capture)
         t_result = time.time()
         latency = time.monotonic() - frame.mono_capture
-        heat = self.maps.heatmap(stream, scored, i, frame.t_capture)
+        heat, shown = self.maps.heatmap(stream, scored, i, frame.t_capture)
+        if shown is not None:
+            self.metrics.explanation_maps.labels(stream, shown).inc()
         message = self._result_message(item, scored, i, batch_size, state, t_result, latency, heat)
         if flags:
             message["flags"] = flags

@@ -24,22 +24,24 @@ class MapCarry:
     def __init__(self, hold_s: float) -> None:
         self.hold_s = float(hold_s)
         self._latest: dict[str, tuple[np.ndarray, float]] = {}
-        self.carried = 0  # frames that showed a stand-in, for tests and the curious
 
-    def heatmap(self, stream: str, scored: Any, i: int, t_capture: float) -> np.ndarray | None:
-        """The map row i of `scored` (a ScoredBatch) shows on `stream`'s frame captured at `t_capture`."""
+    def heatmap(self, stream: str, scored: Any, i: int, t_capture: float) -> tuple[np.ndarray | None, str | None]:
+        """The map row i of `scored` (a ScoredBatch) shows on `stream`'s frame captured at `t_capture`, and
+        which (observability.metrics.MAP_KINDS: drawn, carried, expired), or None for a frame that had no
+        scene map due (below the threshold, another map, no scene map on this scorer)."""
         heat = scored.heatmaps[i] if scored.heatmaps is not None else None
         drawn, skipped = getattr(scored, "map_drawn", None), getattr(scored, "map_skipped", None)
-        if heat is None or drawn is None or skipped is None:  # no scene map on this scorer
-            return heat
+        if heat is None or drawn is None or skipped is None:
+            return heat, None
         if drawn[i]:
             self._latest[stream] = (heat, t_capture)
-            return heat
+            return heat, "drawn"
+        if not skipped[i]:
+            return heat, None
         latest = self._latest.get(stream)
-        if skipped[i] and latest is not None and 0.0 <= t_capture - latest[1] <= self.hold_s:
-            self.carried += 1
-            return latest[0]
-        return heat
+        if latest is not None and 0.0 <= t_capture - latest[1] <= self.hold_s:
+            return latest[0], "carried"
+        return heat, "expired"
 
     def forget(self, stream: str) -> None:
         """Drop a stream's latest map (its signal was lost: the next view is another one)."""

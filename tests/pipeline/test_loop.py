@@ -291,3 +291,6 @@ def test_alerting_frames_the_map_budget_skipped_show_the_streams_latest_map(rig)
         np.testing.assert_array_equal(got, want)
     start = [r for r in read_audit_log(rig.tmp / "alerts.jsonl") if r["event"] == "alert_start"][0]
     assert start["seq"] == 2 and start["map_peak"] == {"y": 0.25, "x": 0.25, "value": 1.0}
+    shown = {kind: rig.registry.get_sample_value("stream_monitor_explanation_maps_total", {"stream": "endo", "map": kind})
+             for kind in ("drawn", "carried", "expired")}
+    assert shown == {"drawn": 1, "carried": 2, "expired": 1}  # the below-threshold and the site-map frames: none
