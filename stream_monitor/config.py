@@ -191,7 +191,7 @@ class ModelConfig(_Strict):
                               "may cost as a share of the engine's time (explanations/pacing.py); alerting frames "
                               "beyond it show their stream's latest map. 0 = never draw it. 0.05: issue 18's 10 % "
                               "less what the explanation adds to every frame (descriptor pooling in the graph, score "
-                              "drivers: 3.7 % on OpenVINO, benchmarks/results/explanation_cost-*)")
+                              "drivers: 3.2 % on OpenVINO, benchmarks/results/explanation_cost-*)")
     map_hold_s: float = Field(1.0, ge=0, le=60, description="how long a stream's latest scene map stands in on "
                               "the alerting frames the budget skipped, seconds of capture time; older: the "
                               "deviation heatmap")

@@ -16,7 +16,6 @@ corrupt frame cannot blind the monitor to the other streams in its batch; check 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
@@ -28,6 +27,7 @@ import torch
 from torch import Tensor
 
 from .. import kernels
+from ..explanations.pacing import engine_time
 from ..kernels.cpu_pipeline import score_rows
 from ..models.base import ClassifierAdapter
 from ..models.block_stats import STATS_BLOCK
@@ -77,7 +77,7 @@ class EngineScorer:
             parts = [self.score_batch(images[i:i + self.max_batch]) for i in range(0, len(images), self.max_batch)]
             return _concatenate(parts)
         threshold = self.detector.threshold  # raises NotFittedError before any work if uncalibrated
-        with torch.inference_mode(), self._engine_time():
+        with torch.inference_mode(), engine_time(self.map_budget):
             out = self.engine.run(images)
             scored = self._alert(self.finish(out, threshold), out)
         return self._refine(scored, out, images=images)
@@ -90,14 +90,10 @@ class EngineScorer:
             parts = [self.score_uint8(rgb[i:i + self.max_batch]) for i in range(0, len(rgb), self.max_batch)]
             return _concatenate(parts)
         threshold = self.detector.threshold
-        with torch.inference_mode(), self._engine_time():
+        with torch.inference_mode(), engine_time(self.map_budget):
             out = self.engine.run_uint8(rgb)
             scored = self._alert(self.finish(out, threshold), out)
         return self._refine(scored, out, rgb=rgb)
-
-    def _engine_time(self):
-        """The map budget earns its share of this pass's time (explanations/pacing.py)."""
-        return self.map_budget.engine() if self.map_budget is not None else contextlib.nullcontext()
 
     def _refine(self, scored: ScoredBatch, out: dict[str, Tensor], images: np.ndarray | None = None,
                 rgb: np.ndarray | None = None) -> ScoredBatch:

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 
+from ..explanations.pacing import engine_time
 from ..models.base import ClassifierAdapter
 from ..models.block_stats import STATS_BLOCK, require_block_stats
 from ..nero import NeroDetector
@@ -43,7 +42,7 @@ class Scorer:
     @torch.inference_mode()
     def score_batch(self, images: np.ndarray) -> ScoredBatch:
         """images: (B, 3, 224, 224) float32, ImageNet-normalised (see `stream_monitor.preprocess`)."""
-        with self.map_budget.engine() if self.map_budget is not None else contextlib.nullcontext():
+        with engine_time(self.map_budget):  # the map budget earns its share of this pass (explanations/pacing.py)
             scored, parts, features, feature_map, descriptors = self._score(images)
         if self.explanation is not None:  # after the alert: the scene map is drawn on the frames that alert
             from ..explanations.assets import refine_batch

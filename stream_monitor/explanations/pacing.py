@@ -22,6 +22,7 @@ Clocks are injectable: tests drive the bucket with a fake one, exactly.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["MapBudget"]
+__all__ = ["MapBudget", "engine_time"]
 
 
 class MapBudget:
@@ -98,3 +99,8 @@ class MapBudget:
         return {"engine_s": self.engine_s, "maps_s": self.spent_s,
                 "maps_share": self.spent_s / self.engine_s if self.engine_s > 0 else 0.0,
                 "drawn": self.drawn, "skipped": self.skipped}
+
+
+def engine_time(budget: MapBudget | None) -> contextlib.AbstractContextManager:
+    """`budget.engine()`, or nothing to time without a budget (offline commands draw every map)."""
+    return budget.engine() if budget is not None else contextlib.nullcontext()

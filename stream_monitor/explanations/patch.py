@@ -78,7 +78,7 @@ def patch_descriptors(block_outputs: list[Tensor]) -> Tensor:
 
 def denormalize(images: np.ndarray) -> np.ndarray:
     """(B, 3, H, W) float32 ImageNet-normalised → (B, H, W, 3) uint8 RGB (the inverse of normalize_uint8),
-    C-contiguous: OpenCV takes a strided image through a copy (cvtColor 0.19 instead of 0.014 ms)."""
+    C-contiguous: OpenCV takes a strided image through a copy on every call."""
     rgb = np.moveaxis(np.asarray(images, np.float32), -3, -1) * IMAGENET_STD + IMAGENET_MEAN
     return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8, order="C")
 
